@@ -1,0 +1,167 @@
+//! Command line and environment configuration (every flag has an env twin).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shipshape",
+    version,
+    about = "Keeps Docker containers on the newest image of their tag",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of `serve`, also accepted without the subcommand name.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: web UI, HTTP API, watcher and poller (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EngineArgs {
+    /// Docker engine address: a unix socket path or unix://, tcp:// or http:// URL.
+    /// Default: the local socket.
+    #[arg(long, env = "DOCKER_HOST")]
+    pub docker_host: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address and port the HTTP server listens on.
+    #[arg(long, env = "SHIPSHAPE_LISTEN", default_value = "127.0.0.1:8099")]
+    pub listen: SocketAddr,
+    /// Directory for the SQLite database (created when missing).
+    #[arg(long, env = "SHIPSHAPE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// How often registries are checked, e.g. `30m`, `6h`.
+    #[arg(long, env = "SHIPSHAPE_POLL_INTERVAL", default_value = "6h", value_parser = parse_interval)]
+    pub poll_interval: Duration,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+#[derive(Clone, Args)]
+pub struct AuthArgs {
+    /// `on` (default) or `off`. Off leaves every endpoint open: only for a
+    /// service reachable by nobody else.
+    #[arg(long = "auth", env = "SHIPSHAPE_AUTH", default_value = "on", value_parser = parse_on_off)]
+    pub enabled: bool,
+    /// The login name.
+    #[arg(long = "auth-user", env = "SHIPSHAPE_AUTH_USER", default_value = "admin")]
+    pub user: String,
+    /// The login password; only its argon2id hash is kept. Default: the
+    /// stored one, or a random one generated and logged once at first start.
+    #[arg(long = "auth-password", env = "SHIPSHAPE_AUTH_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// A ready argon2 PHC hash (`$argon2id$v=19$...`) instead of a password.
+    #[arg(
+        long = "auth-password-hash",
+        env = "SHIPSHAPE_AUTH_PASSWORD_HASH",
+        hide_env_values = true,
+        conflicts_with = "password"
+    )]
+    pub password_hash: Option<String>,
+    /// How long a login lasts without use, e.g. `7d`, `12h`.
+    #[arg(long, env = "SHIPSHAPE_SESSION_TTL", default_value = "7d", value_parser = parse_interval)]
+    pub session_ttl: Duration,
+    /// Key that signs and encrypts session cookies (at least 32 bytes);
+    /// default: generated once and stored.
+    #[arg(long, env = "SHIPSHAPE_SESSION_KEY", hide_env_values = true)]
+    pub session_key: Option<String>,
+    /// Send the session cookie only over HTTPS (set behind a TLS proxy).
+    #[arg(long, env = "SHIPSHAPE_COOKIE_SECURE", default_value = "false", value_parser = parse_on_off)]
+    pub cookie_secure: bool,
+}
+
+/// Secrets never reach a log line, even in debug output.
+impl std::fmt::Debug for AuthArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redact = |o: &Option<String>| o.as_ref().map(|_| "<redacted>");
+        f.debug_struct("AuthArgs")
+            .field("enabled", &self.enabled)
+            .field("user", &self.user)
+            .field("password", &redact(&self.password))
+            .field("password_hash", &redact(&self.password_hash))
+            .field("session_ttl", &self.session_ttl)
+            .field("session_key", &redact(&self.session_key))
+            .field("cookie_secure", &self.cookie_secure)
+            .finish()
+    }
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        _ => Err("expected on or off".into()),
+    }
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 15m, 6h)"))?;
+    if d < Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(d)
+}
+
+impl Cli {
+    /// The serve options, whether `serve` was named or not.
+    pub fn serve_args(&self) -> Option<&ServeArgs> {
+        match &self.command {
+            Some(Command::Serve(args)) => Some(args),
+            None => Some(&self.serve),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_interval("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_interval("6h"), Ok(Duration::from_secs(6 * 3600)));
+        assert!(parse_interval("soon").is_err());
+        assert!(parse_interval("10ms").is_err());
+    }
+
+    #[test]
+    fn on_off() {
+        for (s, v) in [("on", true), ("OFF", false), ("true", true), ("0", false)] {
+            assert_eq!(parse_on_off(s), Ok(v), "{s}");
+        }
+        assert!(parse_on_off("maybe").is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let cli =
+            Cli::try_parse_from(["shipshape", "--auth-password", "hunter2", "--session-key", "k".repeat(40).as_str()])
+                .expect("parse");
+        let text = format!("{cli:?}");
+        assert!(!text.contains("hunter2") && !text.contains("kkkk"), "{text}");
+    }
+
+    #[test]
+    fn serve_is_the_default() {
+        let cli = Cli::try_parse_from(["shipshape", "--listen", "127.0.0.1:1"]).expect("parse");
+        assert_eq!(cli.serve_args().map(|a| a.listen.port()), Some(1));
+        let cli = Cli::try_parse_from(["shipshape", "serve", "--poll-interval", "3s"]).expect("parse");
+        assert_eq!(cli.serve_args().map(|a| a.poll_interval), Some(Duration::from_secs(3)));
+        assert!(Cli::try_parse_from(["shipshape", "--poll-interval", "x"]).is_err());
+    }
+}

@@ -1,0 +1,130 @@
+//! Engine calls shipshape makes, each returning only what the model keeps.
+
+use std::collections::HashMap;
+
+use bollard::errors::Error as BollardError;
+use bollard::query_parameters::{EventsOptions, ListContainersOptions, ListImagesOptions};
+use bollard::Docker;
+use futures::stream::{self, StreamExt};
+
+use super::model::{is_image_id_reference, strip_name, Container, EngineSnapshot, Image};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("cannot use DOCKER_HOST {host}: {source}")]
+    Host { host: String, source: BollardError },
+    #[error("docker engine unreachable: {0}")]
+    Unreachable(BollardError),
+    #[error("docker engine: {0}")]
+    Api(#[from] BollardError),
+}
+
+/// A client for `docker_host` (bollard's meaning: `unix://`, `tcp://`,
+/// `http://`), or for DOCKER_HOST / the local socket when `None`. Nothing is
+/// sent yet: connecting happens on the first call.
+pub fn client(docker_host: Option<&str>) -> Result<Docker, DockerError> {
+    match docker_host {
+        Some(host) => {
+            let host_uri = if host.starts_with('/') { format!("unix://{host}") } else { host.to_string() };
+            Docker::connect_with_host(&host_uri).map_err(|source| DockerError::Host { host: host.to_string(), source })
+        }
+        None => {
+            Docker::connect_with_defaults().map_err(|source| DockerError::Host { host: "(default)".into(), source })
+        }
+    }
+}
+
+/// Agrees on an API version with the daemon: bollard speaks a newer one than
+/// old engines (20.10 speaks 1.41) accept. All clones share the result.
+pub async fn negotiate(docker: &Docker) -> Result<(), DockerError> {
+    docker.clone().negotiate_version().await.map(|_| ()).map_err(DockerError::Unreachable)
+}
+
+/// The engine's event stream, narrowed to what changes the snapshot.
+pub fn events(
+    docker: &Docker,
+    options: EventsOptions,
+) -> impl futures::Stream<Item = Result<bollard::models::EventMessage, BollardError>> {
+    let filters = HashMap::from([
+        ("type".to_string(), vec!["container".to_string(), "image".to_string()]),
+        (
+            "event".to_string(),
+            [
+                "start", "die", "stop", "destroy", "rename", "update", "pause", "unpause", "tag", "untag", "delete",
+                "pull", "push", "import", "load",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+    ]);
+    docker.events(Some(EventsOptions { filters: Some(filters), ..options }))
+}
+
+/// Lists running containers and local images once each. Only containers
+/// whose list entry shows an image id (the tag has moved since they were
+/// created) are inspected, to learn the reference they were created from.
+pub async fn snapshot(docker: &Docker) -> Result<EngineSnapshot, DockerError> {
+    let list = docker.list_containers(Some(ListContainersOptions { all: false, ..Default::default() }));
+    let images = docker.list_images(Some(ListImagesOptions { all: false, digests: true, ..Default::default() }));
+    let (list, images) = futures::try_join!(list, images)?;
+
+    let mut snapshot = EngineSnapshot::default();
+    for image in images {
+        snapshot.images.insert(image.id.clone(), Image { id: image.id, repo_digests: image.repo_digests });
+    }
+    let mut to_inspect = Vec::new();
+    for summary in list {
+        let (Some(id), Some(image_id)) = (summary.id, summary.image_id) else { continue };
+        let name = summary.names.and_then(|n| n.into_iter().next()).map(|n| strip_name(&n)).unwrap_or_default();
+        let image_ref = summary.image.unwrap_or_default();
+        if is_image_id_reference(&image_ref, &image_id) {
+            to_inspect.push(id);
+        } else {
+            snapshot.containers.insert(id.clone(), Container { id, name, image_ref, image_id });
+        }
+    }
+    let inspected: Vec<_> = stream::iter(to_inspect)
+        .map(|id| async move { container(docker, &id).await })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for c in inspected {
+        if let Some(c) = c? {
+            snapshot.containers.insert(c.id.clone(), c);
+        }
+    }
+    Ok(snapshot)
+}
+
+/// A container if it exists and is running (paused counts: `docker ps` shows it).
+pub async fn container(docker: &Docker, id: &str) -> Result<Option<Container>, DockerError> {
+    let c = match docker.inspect_container(id, None).await {
+        Ok(c) => c,
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let running = c.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+    let (Some(id), Some(image_id)) = (c.id, c.image) else { return Ok(None) };
+    if !running {
+        return Ok(None);
+    }
+    Ok(Some(Container {
+        id,
+        name: c.name.map(|n| strip_name(&n)).unwrap_or_default(),
+        image_ref: c.config.and_then(|cfg| cfg.image).unwrap_or_default(),
+        image_id,
+    }))
+}
+
+/// An image by id or reference, or `None` when it no longer exists.
+pub async fn image(docker: &Docker, id_or_ref: &str) -> Result<Option<Image>, DockerError> {
+    match docker.inspect_image(id_or_ref).await {
+        Ok(i) => Ok(i.id.map(|id| Image { id, repo_digests: i.repo_digests.unwrap_or_default() })),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn is_not_found(e: &BollardError) -> bool {
+    matches!(e, BollardError::DockerResponseServerError { status_code: 404, .. })
+}

@@ -1,0 +1,7 @@
+//! Everything that talks to the Docker engine.
+
+pub mod engine;
+pub mod model;
+pub mod watcher;
+
+pub use engine::DockerError;

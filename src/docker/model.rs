@@ -1,0 +1,79 @@
+//! What shipshape keeps of the engine's state: only the fields the API and the
+//! checks need, so the snapshot stays small with hundreds of containers.
+
+use std::collections::HashMap;
+
+/// A running container as the engine reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    /// Full 64-hex container id.
+    pub id: String,
+    /// Name without the leading `/`.
+    pub name: String,
+    /// The reference the container was created from (`Config.Image`), which
+    /// survives the tag moving to another image, unlike the list call's `Image`.
+    pub image_ref: String,
+    /// The id (`sha256:...`) of the image the container actually runs.
+    pub image_id: String,
+}
+
+/// A local image: the digests it is known by in registries.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Image {
+    pub id: String,
+    pub repo_digests: Vec<String>,
+}
+
+/// The engine state the watcher maintains and hands to the inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineSnapshot {
+    pub containers: HashMap<String, Container>,
+    pub images: HashMap<String, Image>,
+}
+
+/// Whether `reference` names an image by its id rather than by a repository:
+/// `sha256:<hex>`, or a bare hex prefix of the image id as `docker run 91b1...` allows.
+pub fn is_image_id_reference(reference: &str, image_id: &str) -> bool {
+    if let Some(hex) = reference.strip_prefix("sha256:") {
+        return !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    }
+    let id_hex = image_id.strip_prefix("sha256:").unwrap_or(image_id);
+    reference.len() >= 4
+        && reference.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && id_hex.starts_with(reference)
+}
+
+/// Docker reports names as `/name`; the API shows them without the slash.
+pub fn strip_name(name: &str) -> String {
+    name.strip_prefix('/').unwrap_or(name).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_image_id_references() {
+        let id = "sha256:91b119c3404d3a85b0aa7fcd109c95d328b92df775896a6cf3ce0a85d75b676d";
+        let cases = [
+            (id, true),
+            ("sha256:91b119c3404d", true),
+            ("91b119c3404d", true),
+            ("91b119c3404d3a85b0aa7fcd109c95d328b92df775896a6cf3ce0a85d75b676d", true),
+            ("abcdef", false), // hex, but not this image's id: a repository named abcdef
+            ("nginx", false),
+            ("nginx:latest", false),
+            ("sha256:", false),
+            ("91b", false), // too short to be an id prefix Docker accepts
+        ];
+        for (reference, expected) in cases {
+            assert_eq!(is_image_id_reference(reference, id), expected, "{reference}");
+        }
+    }
+
+    #[test]
+    fn strips_leading_slash() {
+        assert_eq!(strip_name("/web"), "web");
+        assert_eq!(strip_name("web"), "web");
+    }
+}

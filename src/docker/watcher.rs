@@ -1,0 +1,193 @@
+//! The `DockerWatcher` actor: keeps the engine snapshot current from the
+//! event stream, and re-lists only when it (re)connects.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Recipient, WrapFuture};
+use bollard::models::{EventMessage, EventMessageTypeEnum};
+use bollard::query_parameters::EventsOptions;
+use bollard::Docker;
+use futures::StreamExt;
+
+use super::engine::{self, DockerError};
+use super::model::{Container, EngineSnapshot, Image};
+
+/// Sent to the subscriber (the inventory) each time the snapshot changes.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct EngineChanged(pub Arc<EngineSnapshot>);
+
+/// One change the event loop learnt; applied by the actor, in order.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum EngineChange {
+    /// A fresh listing after a (re)connect replaces everything.
+    Replace(EngineSnapshot),
+    UpsertContainer(Container),
+    RemoveContainer(String),
+    UpsertImage(Image),
+    RemoveImage(String),
+}
+
+pub struct DockerWatcher {
+    docker: Docker,
+    snapshot: EngineSnapshot,
+    subscriber: Recipient<EngineChanged>,
+}
+
+impl DockerWatcher {
+    pub fn new(docker: Docker, subscriber: Recipient<EngineChanged>) -> Self {
+        Self { docker, snapshot: EngineSnapshot::default(), subscriber }
+    }
+}
+
+impl Actor for DockerWatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let watch = watch_forever(self.docker.clone(), ctx.address());
+        ctx.spawn(watch.into_actor(self).map(|_, _, _| ()));
+    }
+}
+
+impl Handler<EngineChange> for DockerWatcher {
+    type Result = ();
+
+    fn handle(&mut self, change: EngineChange, _: &mut Context<Self>) {
+        if apply(&mut self.snapshot, change) {
+            self.subscriber.do_send(EngineChanged(Arc::new(self.snapshot.clone())));
+        }
+    }
+}
+
+/// Applies a change; returns whether the snapshot is now different.
+fn apply(snapshot: &mut EngineSnapshot, change: EngineChange) -> bool {
+    match change {
+        EngineChange::Replace(new) => {
+            let changed = *snapshot != new;
+            *snapshot = new;
+            changed
+        }
+        EngineChange::UpsertContainer(c) => snapshot.containers.insert(c.id.clone(), c.clone()) != Some(c),
+        EngineChange::RemoveContainer(id) => snapshot.containers.remove(&id).is_some(),
+        EngineChange::UpsertImage(i) => snapshot.images.insert(i.id.clone(), i.clone()) != Some(i),
+        EngineChange::RemoveImage(id) => snapshot.images.remove(&id).is_some(),
+    }
+}
+
+/// Doubling delays between reconnects, capped low enough that a restarted
+/// daemon is seen again within a couple of seconds.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(2);
+
+    fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+    fn step(&mut self) -> Duration {
+        let now = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        now
+    }
+}
+
+async fn watch_forever(docker: Docker, me: Addr<DockerWatcher>) {
+    let mut backoff = Backoff::new();
+    let mut was_connected = true;
+    loop {
+        match watch_once(&docker, &me, &mut backoff).await {
+            Ok(()) => tracing::warn!("docker event stream ended; reconnecting"),
+            Err(e) if was_connected => tracing::warn!("{e}; retrying with backoff"),
+            Err(e) => tracing::debug!("{e}; retrying"),
+        }
+        was_connected = backoff.next == Backoff::FIRST;
+        tokio::time::sleep(backoff.step()).await;
+    }
+}
+
+/// One connection: subscribe, list, then follow events until the stream ends.
+async fn watch_once(docker: &Docker, me: &Addr<DockerWatcher>, backoff: &mut Backoff) -> Result<(), DockerError> {
+    engine::negotiate(docker).await?;
+    // The stream only connects when first polled, so ask it to replay from a
+    // second before the listing: nothing between list and subscribe is missed,
+    // and replayed events are harmless because handling them is idempotent.
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs().saturating_sub(1));
+    let mut events = engine::events(docker, EventsOptions { since: Some(since.to_string()), ..Default::default() });
+    let snapshot = engine::snapshot(docker).await?;
+    tracing::info!(containers = snapshot.containers.len(), images = snapshot.images.len(), "docker engine listed");
+    me.do_send(EngineChange::Replace(snapshot));
+    backoff.reset();
+    while let Some(event) = events.next().await {
+        if let Some(change) = change_for(docker, event?).await? {
+            me.do_send(change);
+        }
+    }
+    Ok(())
+}
+
+/// What an event means for the snapshot, looking the object up where the
+/// event alone does not say enough (a started container's image id).
+async fn change_for(docker: &Docker, event: EventMessage) -> Result<Option<EngineChange>, DockerError> {
+    let Some(id) = event.actor.and_then(|a| a.id) else { return Ok(None) };
+    let action = event.action.unwrap_or_default();
+    Ok(match event.typ {
+        Some(EventMessageTypeEnum::CONTAINER) => match action.as_str() {
+            "die" | "stop" | "destroy" => Some(EngineChange::RemoveContainer(id)),
+            "pause" => None,
+            _ => Some(match engine::container(docker, &id).await? {
+                Some(c) => EngineChange::UpsertContainer(c),
+                None => EngineChange::RemoveContainer(id),
+            }),
+        },
+        Some(EventMessageTypeEnum::IMAGE) => match action.as_str() {
+            "delete" => Some(EngineChange::RemoveImage(id)),
+            _ => match engine::image(docker, &id).await? {
+                Some(i) => Some(EngineChange::UpsertImage(i)),
+                None if id.starts_with("sha256:") => Some(EngineChange::RemoveImage(id)),
+                None => None,
+            },
+        },
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(id: &str, name: &str) -> Container {
+        Container { id: id.into(), name: name.into(), image_ref: "x".into(), image_id: "sha256:1".into() }
+    }
+
+    #[test]
+    fn apply_reports_only_real_changes() {
+        let mut s = EngineSnapshot::default();
+        assert!(apply(&mut s, EngineChange::UpsertContainer(container("a", "one"))));
+        assert!(!apply(&mut s, EngineChange::UpsertContainer(container("a", "one"))));
+        assert!(apply(&mut s, EngineChange::UpsertContainer(container("a", "renamed"))));
+        assert!(apply(&mut s, EngineChange::RemoveContainer("a".into())));
+        assert!(!apply(&mut s, EngineChange::RemoveContainer("a".into())));
+        let image = Image { id: "sha256:1".into(), repo_digests: vec![] };
+        assert!(apply(&mut s, EngineChange::UpsertImage(image.clone())));
+        let same = s.clone();
+        assert!(!apply(&mut s, EngineChange::Replace(same)));
+        assert!(apply(&mut s, EngineChange::RemoveImage(image.id)));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_and_resets() {
+        let mut b = Backoff::new();
+        let steps: Vec<_> = (0..7).map(|_| b.step().as_millis()).collect();
+        assert_eq!(steps, [100, 200, 400, 800, 1600, 2000, 2000]);
+        b.reset();
+        assert_eq!(b.step().as_millis(), 100);
+    }
+}

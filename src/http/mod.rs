@@ -1,0 +1,76 @@
+//! The HTTP edge: routes, the websocket and error mapping. Handlers stay thin:
+//! they ask actors or read the view the inventory publishes.
+
+pub mod auth;
+pub mod error;
+pub mod routes;
+pub mod ws;
+
+use std::net::SocketAddr;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use actix_session::config::{CookieContentSecurity, PersistentSession};
+use actix_session::SessionMiddleware;
+use actix_web::cookie::{Key, SameSite};
+use actix_web::{middleware, web, App, HttpServer};
+
+use crate::inventory::{Inventory, ViewReceiver};
+use crate::store::SqliteSessionStore;
+use auth::AuthState;
+
+/// Request bodies are small JSON documents; anything bigger is refused (413).
+pub const BODY_LIMIT: usize = 16 * 1024;
+pub const SESSION_COOKIE: &str = "shipshape_session";
+
+pub struct AppState {
+    pub inventory: Addr<Inventory>,
+    pub view: ViewReceiver,
+}
+
+pub struct SessionSettings {
+    pub store: SqliteSessionStore,
+    pub key: Key,
+    pub ttl: Duration,
+    pub cookie_secure: bool,
+}
+
+/// Binds first (so a taken port fails at once with a clear error) and
+/// returns the bound addresses, which differ from `listen` for port 0.
+pub fn server(
+    listen: SocketAddr,
+    state: AppState,
+    auth: AuthState,
+    sessions: SessionSettings,
+) -> std::io::Result<(actix_web::dev::Server, Vec<SocketAddr>)> {
+    let state = web::Data::new(state);
+    let auth = web::Data::new(Arc::new(auth));
+    let ttl = actix_web::cookie::time::Duration::seconds(i64::try_from(sessions.ttl.as_secs()).unwrap_or(i64::MAX));
+    let bound = HttpServer::new(move || {
+        let session = SessionMiddleware::builder(sessions.store.clone(), sessions.key.clone())
+            .cookie_name(SESSION_COOKIE.into())
+            .cookie_http_only(true)
+            .cookie_same_site(SameSite::Strict)
+            .cookie_secure(sessions.cookie_secure)
+            .cookie_path("/".into())
+            .cookie_content_security(CookieContentSecurity::Private)
+            .session_lifecycle(PersistentSession::default().session_ttl(ttl))
+            .build();
+        App::new()
+            .app_data(state.clone())
+            .app_data(auth.clone())
+            .app_data(web::JsonConfig::default().limit(BODY_LIMIT).error_handler(error::json_error))
+            .app_data(web::PayloadConfig::default().limit(BODY_LIMIT))
+            .app_data(web::PathConfig::default().error_handler(error::path_error))
+            .app_data(web::QueryConfig::default().error_handler(error::query_error))
+            .wrap(middleware::from_fn(auth::guard))
+            .wrap(session)
+            .wrap(middleware::Compress::default())
+            .configure(routes::configure)
+    })
+    .bind(listen)?;
+    let addrs = bound.addrs();
+    Ok((bound.run(), addrs))
+}

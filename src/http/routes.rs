@@ -1,0 +1,150 @@
+//! Handlers: parse the request, ask an actor or read the published view, answer.
+
+use actix_web::http::Method;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::inventory::{FindContainer, ToggleAutoUpdate};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/health").route(web::get().to(health)).default_service(web::to(method_not_allowed)))
+        .service(
+            web::resource("/api/images").route(web::get().to(list_images)).default_service(web::to(method_not_allowed)),
+        )
+        .service(web::resource("/api/images/{tail:.*}").default_service(web::to(container_action)))
+        .service(
+            web::resource("/api/groups/{image:.*}/update")
+                .route(web::post().to(update_group))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/api/login")
+                .route(web::post().to(super::auth::login))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/api/logout")
+                .route(web::post().to(super::auth::logout))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/api/auth/status")
+                .route(web::get().to(super::auth::status))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/api/ws")
+                .route(web::get().to(super::ws::connect))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(web::scope("/api").default_service(web::to(not_found)));
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().finish()
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+async fn list_images(state: web::Data<AppState>) -> HttpResponse {
+    let body = state.view.borrow().json.clone();
+    HttpResponse::Ok().content_type("application/json").body(body)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Update,
+    AutoUpdate,
+    Progress,
+}
+
+impl Action {
+    fn method(self) -> Method {
+        match self {
+            Action::Update | Action::AutoUpdate => Method::POST,
+            Action::Progress => Method::GET,
+        }
+    }
+}
+
+/// Splits what follows `/api/images/` into an id and an action, in the
+/// contract's order of checks: the path's shape first, then the action name.
+pub fn parse_container_path<'a>(tail: &'a str, full_path: &str) -> Result<(&'a str, Action), ApiError> {
+    let mut parts = tail.split('/');
+    let (Some(id), Some(action), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(ApiError::BadPath(full_path.to_string()));
+    };
+    if id.is_empty() || action.is_empty() {
+        return Err(ApiError::BadPath(full_path.to_string()));
+    }
+    let action = match action {
+        "update" => Action::Update,
+        "auto-update" => Action::AutoUpdate,
+        "progress" => Action::Progress,
+        _ => return Err(ApiError::UnknownAction),
+    };
+    Ok((id, action))
+}
+
+async fn container_action(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let tail = req.match_info().get("tail").unwrap_or_default();
+    let (id, action) = parse_container_path(tail, req.path())?;
+    if req.method() != action.method() {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    match action {
+        Action::AutoUpdate => {
+            let enabled = state.inventory.send(ToggleAutoUpdate { container_id: id.to_string() }).await??;
+            Ok(HttpResponse::Ok().json(json!({ "auto_update": enabled })))
+        }
+        Action::Update | Action::Progress => {
+            state
+                .inventory
+                .send(FindContainer { container_id: id.to_string() })
+                .await?
+                .ok_or(ApiError::ContainerNotFound)?;
+            Err(if action == Action::Progress { ApiError::NoProgress } else { ApiError::NotImplemented })
+        }
+    }
+}
+
+async fn update_group(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let image = path.into_inner();
+    let known = state.view.borrow().groups.iter().any(|g| g.image == image);
+    if !known {
+        return Err(ApiError::GroupNotFound);
+    }
+    Err(ApiError::NotImplemented)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_paths() {
+        let full = "/api/images/T";
+        let ok = [
+            ("abc/update", ("abc", Action::Update)),
+            ("abc/auto-update", ("abc", Action::AutoUpdate)),
+            ("abc/progress", ("abc", Action::Progress)),
+        ];
+        for (tail, expected) in ok {
+            assert_eq!(parse_container_path(tail, full).ok(), Some(expected), "{tail}");
+        }
+        for tail in ["", "abc", "abc/", "/update", "abc/update/x", "abc//update", "a/b/c"] {
+            assert!(matches!(parse_container_path(tail, full), Err(ApiError::BadPath(p)) if p == full), "{tail}");
+        }
+        for tail in ["abc/delete", "abc/Update", "abc/auto_update"] {
+            assert!(matches!(parse_container_path(tail, full), Err(ApiError::UnknownAction)), "{tail}");
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The `Inventory` actor joins what the other actors know — the engine
+//! snapshot, registry results, persisted flags — into the one view that the
+//! API and the websocket serve. It publishes that view on a watch channel, so
+//! readers never wait on the actor and never call Docker per request.
+
+pub mod view;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{
+    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Recipient, ResponseActFuture, WrapFuture,
+};
+use actix_web::web::Bytes;
+use tokio::sync::watch;
+
+use crate::docker::model::{Container, EngineSnapshot};
+use crate::docker::watcher::EngineChanged;
+use crate::registry::poller::ImagesSeen;
+use crate::store::{SetAutoUpdate, Store, StoreError};
+use view::{build_groups, references, ImageGroup, RemoteStates};
+
+/// How often at most a changed view is published (and so sent to websockets).
+pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The view as served: groups plus their ready-made encodings.
+#[derive(Debug, Default)]
+pub struct View {
+    pub groups: Vec<ImageGroup>,
+    /// Body of `GET /api/images`.
+    pub json: Bytes,
+    /// The websocket `images` message.
+    pub ws_message: String,
+}
+
+impl View {
+    pub fn new(groups: Vec<ImageGroup>) -> Self {
+        let json = serde_json::to_vec(&groups).unwrap_or_else(|_| b"[]".to_vec());
+        let mut ws_message = String::with_capacity(json.len() + 32);
+        ws_message.push_str(r#"{"type":"images","data":"#);
+        ws_message.push_str(std::str::from_utf8(&json).unwrap_or("[]"));
+        ws_message.push('}');
+        Self { groups, json: Bytes::from(json), ws_message }
+    }
+}
+
+pub type ViewReceiver = watch::Receiver<Arc<View>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("container not found")]
+    ContainerNotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// New registry results from the poller, replacing earlier ones per image.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoteChanged(pub RemoteStates);
+
+/// Flips a container's auto-update flag; answers the new value.
+#[derive(Message)]
+#[rtype(result = "Result<bool, InventoryError>")]
+pub struct ToggleAutoUpdate {
+    pub container_id: String,
+}
+
+/// Looks a running container up by the id the API shows (12 chars or more).
+#[derive(Message)]
+#[rtype(result = "Option<Container>")]
+pub struct FindContainer {
+    pub container_id: String,
+}
+
+pub struct Inventory {
+    engine: Arc<EngineSnapshot>,
+    remote: RemoteStates,
+    auto_update: HashMap<String, bool>,
+    store: Addr<Store>,
+    poller: Recipient<ImagesSeen>,
+    publisher: watch::Sender<Arc<View>>,
+    last_publish: Option<Instant>,
+    publish_scheduled: bool,
+    known_refs: Vec<String>,
+}
+
+impl Inventory {
+    pub fn new(
+        auto_update: HashMap<String, bool>,
+        store: Addr<Store>,
+        poller: Recipient<ImagesSeen>,
+    ) -> (Self, ViewReceiver) {
+        let (publisher, receiver) = watch::channel(Arc::new(View::new(Vec::new())));
+        let inventory = Self {
+            engine: Arc::default(),
+            remote: RemoteStates::new(),
+            auto_update,
+            store,
+            poller,
+            publisher,
+            last_publish: None,
+            publish_scheduled: false,
+            known_refs: Vec::new(),
+        };
+        (inventory, receiver)
+    }
+
+    /// Publishes now if the last publish is old enough, else once the
+    /// interval has passed: the first change after a quiet spell goes out at
+    /// once and a burst of changes becomes one message.
+    fn changed(&mut self, ctx: &mut Context<Self>) {
+        if self.publish_scheduled {
+            return;
+        }
+        let wait = self.last_publish.map_or(Duration::ZERO, |t| PUBLISH_INTERVAL.saturating_sub(t.elapsed()));
+        if wait.is_zero() {
+            self.publish();
+        } else {
+            self.publish_scheduled = true;
+            ctx.run_later(wait, |this, _| {
+                this.publish_scheduled = false;
+                this.publish();
+            });
+        }
+    }
+
+    fn publish(&mut self) {
+        self.last_publish = Some(Instant::now());
+        let groups = build_groups(&self.engine, &self.remote, &self.auto_update);
+        self.publisher.send_if_modified(|current| {
+            if current.groups == groups {
+                return false;
+            }
+            *current = Arc::new(View::new(groups));
+            true
+        });
+    }
+
+    fn find(&self, container_id: &str) -> Option<&Container> {
+        if container_id.len() < 12 {
+            return None;
+        }
+        self.engine.containers.values().find(|c| c.id.starts_with(container_id))
+    }
+}
+
+impl Actor for Inventory {
+    type Context = Context<Self>;
+}
+
+impl Handler<EngineChanged> for Inventory {
+    type Result = ();
+    fn handle(&mut self, EngineChanged(snapshot): EngineChanged, ctx: &mut Context<Self>) {
+        self.engine = snapshot;
+        let refs = references(&self.engine);
+        let names: Vec<String> = refs.iter().map(|r| r.display_name()).collect();
+        if names != self.known_refs {
+            self.known_refs = names;
+            self.poller.do_send(ImagesSeen(refs));
+        }
+        self.changed(ctx);
+    }
+}
+
+impl Handler<RemoteChanged> for Inventory {
+    type Result = ();
+    fn handle(&mut self, RemoteChanged(states): RemoteChanged, ctx: &mut Context<Self>) {
+        self.remote.extend(states);
+        self.changed(ctx);
+    }
+}
+
+impl Handler<FindContainer> for Inventory {
+    type Result = Option<Container>;
+    fn handle(&mut self, msg: FindContainer, _: &mut Context<Self>) -> Self::Result {
+        self.find(&msg.container_id).cloned()
+    }
+}
+
+impl Handler<ToggleAutoUpdate> for Inventory {
+    type Result = ResponseActFuture<Self, Result<bool, InventoryError>>;
+
+    fn handle(&mut self, msg: ToggleAutoUpdate, _: &mut Context<Self>) -> Self::Result {
+        let Some(name) = self.find(&msg.container_id).map(|c| c.name.clone()) else {
+            return Box::pin(actix::fut::ready(Err(InventoryError::ContainerNotFound)));
+        };
+        let enabled = !self.auto_update.get(&name).copied().unwrap_or(false);
+        let save = self.store.send(SetAutoUpdate { container_name: name.clone(), enabled });
+        Box::pin(save.into_actor(self).map(move |sent, this, ctx| {
+            sent.map_err(|_| StoreError::Unavailable)??;
+            this.auto_update.insert(name, enabled);
+            this.changed(ctx);
+            Ok(enabled)
+        }))
+    }
+}

@@ -1,0 +1,278 @@
+//! The `GET /api/images` view as a pure function of what the actors know:
+//! the engine snapshot, the registry results and the persisted flags.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::docker::model::{is_image_id_reference, EngineSnapshot};
+use crate::registry::digest::{repo_digest_for, shorten};
+use crate::registry::reference::{self, ImageRef};
+
+pub const UNKNOWN: &str = "unknown";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Uptodate,
+    Outdated,
+    Partial,
+    Unknown,
+}
+
+/// What the registry said about one image reference at the last check.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RemoteState {
+    /// Full digest (`sha256:` + 64 hex) the tag pointed to, if known.
+    pub digest: Option<String>,
+    /// RFC 3339 time of the last successful answer.
+    pub checked_at: Option<String>,
+    /// Why the digest is unknown or may be stale (never contains credentials).
+    pub error: Option<String>,
+}
+
+/// Remote results keyed by the group's display reference (`nginx:latest`).
+pub type RemoteStates = HashMap<String, RemoteState>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerItem {
+    pub container_id: String,
+    pub container_name: String,
+    pub local_digest: String,
+    pub status: Status,
+    pub auto_update: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageGroup {
+    pub image: String,
+    pub remote_digest: String,
+    pub status: Status,
+    pub containers: Vec<ContainerItem>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One container's status: a digest pin can only match or be unknown, never
+/// be "outdated", because a pinned container is not meant to move.
+pub fn container_status(local: Option<&str>, remote: Option<&str>, pinned: bool) -> Status {
+    match (local, remote) {
+        (Some(l), Some(r)) if l == r => Status::Uptodate,
+        (Some(_), Some(_)) if pinned => Status::Unknown,
+        (Some(_), Some(_)) => Status::Outdated,
+        _ => Status::Unknown,
+    }
+}
+
+/// A group's status from its containers': containers whose status is unknown
+/// do not make a group partial; they only make it unknown when none is known.
+pub fn group_status(statuses: impl IntoIterator<Item = Status>) -> Status {
+    let (mut up, mut out) = (false, false);
+    for s in statuses {
+        match s {
+            Status::Uptodate => up = true,
+            Status::Outdated => out = true,
+            Status::Partial => (up, out) = (true, true),
+            Status::Unknown => {}
+        }
+    }
+    match (up, out) {
+        (true, true) => Status::Partial,
+        (true, false) => Status::Uptodate,
+        (false, true) => Status::Outdated,
+        (false, false) => Status::Unknown,
+    }
+}
+
+/// A container's image reference, parsed, or `None` when the container was
+/// created from a bare image id and so has no tag to check.
+pub fn container_reference(image_ref: &str, image_id: &str) -> Option<Result<ImageRef, String>> {
+    if is_image_id_reference(image_ref, image_id) {
+        return None;
+    }
+    Some(reference::parse(image_ref).map_err(|e| e.to_string()))
+}
+
+/// The distinct references the running containers use, as the poller checks them.
+pub fn references(snapshot: &EngineSnapshot) -> Vec<ImageRef> {
+    let mut refs: BTreeMap<String, ImageRef> = BTreeMap::new();
+    for c in snapshot.containers.values() {
+        if let Some(Ok(r)) = container_reference(&c.image_ref, &c.image_id) {
+            refs.entry(r.display_name()).or_insert(r);
+        }
+    }
+    refs.into_values().collect()
+}
+
+/// Builds the groups, sorted by image and then by container name so that the
+/// answer is stable between calls.
+pub fn build_groups(
+    snapshot: &EngineSnapshot,
+    remote: &RemoteStates,
+    auto_update: &HashMap<String, bool>,
+) -> Vec<ImageGroup> {
+    struct Pending<'a> {
+        parsed: Option<ImageRef>,
+        members: Vec<&'a crate::docker::model::Container>,
+    }
+    let mut groups: BTreeMap<String, Pending> = BTreeMap::new();
+    for c in snapshot.containers.values() {
+        let (key, parsed) = match container_reference(&c.image_ref, &c.image_id) {
+            None => continue,
+            Some(Ok(r)) => (r.display_name(), Some(r)),
+            // The engine accepted it, so keep the container visible even if
+            // our parser disagrees; its status is simply unknown.
+            Some(Err(_)) => (c.image_ref.clone(), None),
+        };
+        groups.entry(key).or_insert_with(|| Pending { parsed, members: Vec::new() }).members.push(c);
+    }
+
+    groups
+        .into_iter()
+        .map(|(image, pending)| {
+            let state = remote.get(&image);
+            let remote_digest = state.and_then(|s| s.digest.as_deref());
+            let pinned = pending.parsed.as_ref().is_some_and(ImageRef::is_pinned);
+            let mut containers: Vec<ContainerItem> = pending
+                .members
+                .iter()
+                .map(|c| {
+                    let local = pending.parsed.as_ref().and_then(|r| {
+                        let digests =
+                            snapshot.images.get(&c.image_id).map(|i| i.repo_digests.as_slice()).unwrap_or_default();
+                        repo_digest_for(digests, r)
+                    });
+                    ContainerItem {
+                        container_id: c.id.chars().take(12).collect(),
+                        container_name: c.name.clone(),
+                        local_digest: local.as_deref().map_or_else(|| UNKNOWN.into(), shorten),
+                        status: container_status(local.as_deref(), remote_digest, pinned),
+                        auto_update: auto_update.get(&c.name).copied().unwrap_or(false),
+                    }
+                })
+                .collect();
+            containers.sort_by(|a, b| a.container_name.cmp(&b.container_name));
+            let status = group_status(containers.iter().map(|c| c.status));
+            ImageGroup {
+                image,
+                remote_digest: remote_digest.map_or_else(|| UNKNOWN.into(), shorten),
+                status,
+                containers,
+                checked_at: state.and_then(|s| s.checked_at.clone()),
+                error: state.and_then(|s| s.error.clone()),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::model::{Container, Image};
+    use Status::*;
+
+    const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    #[test]
+    fn container_status_table() {
+        let cases = [
+            (Some(A), Some(A), false, Uptodate),
+            (Some(A), Some(B), false, Outdated),
+            (None, Some(B), false, Unknown),
+            (Some(A), None, false, Unknown),
+            (None, None, false, Unknown),
+            (Some(A), Some(A), true, Uptodate),
+            (Some(A), Some(B), true, Unknown),
+        ];
+        for (local, remote, pinned, expected) in cases {
+            assert_eq!(container_status(local, remote, pinned), expected, "{local:?} {remote:?} {pinned}");
+        }
+    }
+
+    #[test]
+    fn group_status_table() {
+        let cases: [(&[Status], Status); 8] = [
+            (&[Uptodate, Uptodate], Uptodate),
+            (&[Outdated], Outdated),
+            (&[Uptodate, Outdated], Partial),
+            (&[Uptodate, Unknown], Uptodate),
+            (&[Outdated, Unknown], Outdated),
+            (&[Unknown, Unknown], Unknown),
+            (&[], Unknown),
+            (&[Unknown, Outdated, Uptodate], Partial),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(group_status(input.iter().copied()), expected, "{input:?}");
+        }
+    }
+
+    fn snapshot() -> EngineSnapshot {
+        let mut s = EngineSnapshot::default();
+        let img = |id: &str, digests: &[&str]| Image {
+            id: id.into(),
+            repo_digests: digests.iter().map(|d| d.to_string()).collect(),
+        };
+        let nginx_old = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+        let nginx_new = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+        let local_only = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
+        s.images.insert(nginx_old.into(), img(nginx_old, &[&format!("nginx@{A}")]));
+        s.images.insert(nginx_new.into(), img(nginx_new, &[&format!("docker.io/library/nginx@{B}")]));
+        s.images.insert(local_only.into(), img(local_only, &[]));
+        let mut add = |id: &str, name: &str, image_ref: &str, image_id: &str| {
+            s.containers.insert(
+                id.into(),
+                Container { id: id.into(), name: name.into(), image_ref: image_ref.into(), image_id: image_id.into() },
+            );
+        };
+        add("c1c1c1c1c1c1c1c1", "web-b", "nginx", nginx_old);
+        add("c2c2c2c2c2c2c2c2", "web-a", "docker.io/library/nginx:latest", nginx_new);
+        add("c3c3c3c3c3c3c3c3", "bare", local_only, local_only);
+        add("c4c4c4c4c4c4c4c4", "short-bare", "333333333333", local_only);
+        add("c5c5c5c5c5c5c5c5", "built", "myapp:dev", local_only);
+        s
+    }
+
+    #[test]
+    fn groups_by_normalized_reference_and_skips_bare_ids() {
+        let groups = build_groups(&snapshot(), &RemoteStates::new(), &HashMap::new());
+        let names: Vec<_> = groups.iter().map(|g| g.image.as_str()).collect();
+        assert_eq!(names, ["myapp:dev", "nginx:latest"]);
+        let nginx = &groups[1];
+        let members: Vec<_> = nginx.containers.iter().map(|c| c.container_name.as_str()).collect();
+        assert_eq!(members, ["web-a", "web-b"]);
+        assert_eq!(nginx.containers[0].container_id, "c2c2c2c2c2c2");
+        assert_eq!(nginx.containers[0].local_digest, "sha256:bbbbbbbbbb");
+        assert_eq!(nginx.containers[1].local_digest, "sha256:aaaaaaaaaa");
+        assert_eq!(nginx.remote_digest, UNKNOWN);
+        assert_eq!(nginx.status, Unknown);
+        assert_eq!(groups[0].containers[0].local_digest, UNKNOWN);
+    }
+
+    #[test]
+    fn statuses_follow_the_remote_digest_and_flags_follow_names() {
+        let mut remote = RemoteStates::new();
+        remote.insert(
+            "nginx:latest".into(),
+            RemoteState { digest: Some(B.into()), checked_at: Some("2026-01-01T00:00:00Z".into()), error: None },
+        );
+        let flags = HashMap::from([("web-b".to_string(), true)]);
+        let groups = build_groups(&snapshot(), &remote, &flags);
+        let nginx = &groups[1];
+        assert_eq!(nginx.remote_digest, "sha256:bbbbbbbbbb");
+        assert_eq!(nginx.status, Partial);
+        assert_eq!(nginx.containers[0].status, Uptodate);
+        assert_eq!(nginx.containers[1].status, Outdated);
+        assert!(nginx.containers[1].auto_update);
+        assert!(!nginx.containers[0].auto_update);
+        assert_eq!(nginx.checked_at.as_deref(), Some("2026-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn references_are_distinct() {
+        let refs: Vec<_> = references(&snapshot()).iter().map(ImageRef::display_name).collect();
+        assert_eq!(refs, ["myapp:dev", "nginx:latest"]);
+    }
+}

@@ -1,0 +1,10 @@
+//! shipshape keeps a host's Docker containers on the newest image of their tag.
+//! See docs/architecture.md for how the actors fit together.
+
+pub mod auth;
+pub mod config;
+pub mod docker;
+pub mod http;
+pub mod inventory;
+pub mod registry;
+pub mod store;

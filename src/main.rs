@@ -1,0 +1,74 @@
+//! Wires the actors and the HTTP server together; logic lives in the modules.
+
+use std::process::ExitCode;
+
+use actix::Actor;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use shipshape::auth::{self, LoginLimiter};
+use shipshape::config::{Cli, ServeArgs};
+use shipshape::docker::{engine, watcher::DockerWatcher};
+use shipshape::http::{self, auth::AuthState, AppState, SessionSettings};
+use shipshape::inventory::Inventory;
+use shipshape::registry::poller::RegistryPoller;
+use shipshape::store::{self, LoadAutoUpdate, SqliteSessionStore, Store};
+
+/// How often expired sessions are deleted from the database.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let result = match cli.serve_args() {
+        Some(args) => actix_web::rt::System::new().block_on(serve(args.clone())),
+        None => Ok(()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shipshape: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let conn = store::open(&args.data_dir)?;
+    let store = Store::start(conn, args.data_dir.clone());
+    let auto_update = store.send(LoadAutoUpdate).await??;
+    let docker = engine::client(args.engine.docker_host.as_deref())?;
+
+    let credentials = if args.auth.enabled {
+        Some(auth::load_credentials(&args.auth, &store).await?)
+    } else {
+        tracing::warn!("AUTH IS OFF: anyone who reaches {} can recreate every container", args.listen);
+        None
+    };
+    let sessions = SessionSettings {
+        store: SqliteSessionStore::new(store.clone()),
+        key: auth::load_session_key(&args.auth, &store).await?,
+        ttl: args.auth.session_ttl,
+        cookie_secure: args.auth.cookie_secure,
+    };
+    sessions.store.sweep_every(SWEEP_EVERY);
+    let auth_state = AuthState { credentials, limiter: LoginLimiter::default() };
+
+    let poller = RegistryPoller::default().start();
+    let (inventory, view) = Inventory::new(auto_update, store, poller.recipient());
+    let inventory = inventory.start();
+    DockerWatcher::new(docker, inventory.clone().recipient()).start();
+
+    let (server, addrs) = http::server(args.listen, AppState { inventory, view }, auth_state, sessions)
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    for addr in addrs {
+        tracing::info!(data_dir = %args.data_dir.display(), "listening on http://{addr}");
+    }
+    server.await?;
+    Ok(())
+}

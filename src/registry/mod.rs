@@ -1,0 +1,5 @@
+pub mod challenge;
+pub mod credentials;
+pub mod digest;
+pub mod poller;
+pub mod reference;

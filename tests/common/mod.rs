@@ -1,0 +1,251 @@
+//! Test harness: the real shipshape binary against the lab's private dockerd
+//! and registries (started by `scripts/lab up`). Nothing here ever talks to
+//! the user's own Docker daemon.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// What `scripts/lab up` wrote to `$LAB_DIR/env`.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    pub dir: PathBuf,
+    pub docker_host: String,
+    pub docker_config: String,
+    pub registry: String,
+    pub auth_registry: String,
+    pub auth_user: String,
+    pub auth_password: String,
+    pub base_image: String,
+}
+
+pub fn lab() -> Lab {
+    let dir = PathBuf::from(std::env::var("LAB_DIR").unwrap_or_else(|_| "/tmp/shipshape-lab".into()));
+    let env = std::fs::read_to_string(dir.join("env"))
+        .unwrap_or_else(|e| panic!("no lab at {}: run scripts/lab up ({e})", dir.display()));
+    let get = |key: &str| {
+        env.lines()
+            .filter_map(|l| l.trim().strip_prefix("export ").or(Some(l.trim())))
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(|v| v.trim_matches(|c| c == '"' || c == '\'').to_string())
+            .unwrap_or_else(|| panic!("{key} missing from the lab env"))
+    };
+    let lab = Lab {
+        docker_host: get("DOCKER_HOST"),
+        docker_config: get("DOCKER_CONFIG"),
+        registry: get("LAB_REGISTRY"),
+        auth_registry: get("LAB_AUTH_REGISTRY"),
+        auth_user: get("LAB_AUTH_USER"),
+        auth_password: get("LAB_AUTH_PASSWORD"),
+        base_image: get("LAB_BASE_IMAGE"),
+        dir,
+    };
+    // The one guard that matters most: tests only ever use the private daemon.
+    assert!(
+        lab.docker_host.contains(&*lab.dir.to_string_lossy()),
+        "refusing to test against {}: not the lab's private daemon",
+        lab.docker_host
+    );
+    lab
+}
+
+impl Lab {
+    /// Runs the docker CLI against the private daemon; panics with its stderr on failure.
+    pub fn docker(&self, args: &[&str]) -> String {
+        let out = self.docker_output(args);
+        assert!(out.status.success(), "docker {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn docker_output(&self, args: &[&str]) -> std::process::Output {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", &self.docker_host)
+            .env("DOCKER_CONFIG", &self.docker_config)
+            .output()
+            .expect("docker CLI runs")
+    }
+
+    /// A container running `sleep` with no network; removed when the guard drops.
+    pub fn run(&self, name: &str, image: &str, extra: &[&str]) -> ContainerGuard {
+        let mut args = vec!["run", "-d", "--network", "none", "--name", name];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[image, "sleep", "100000"]);
+        let id = self.docker(&args);
+        ContainerGuard { lab: self.clone(), name: name.to_string(), id }
+    }
+
+    pub fn script(&self, args: &[&str]) -> String {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new(root.join("scripts/lab"))
+            .args(args)
+            .env("LAB_DIR", &self.dir)
+            .output()
+            .expect("scripts/lab runs");
+        assert!(out.status.success(), "scripts/lab {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+pub struct ContainerGuard {
+    lab: Lab,
+    pub name: String,
+    pub id: String,
+}
+
+impl ContainerGuard {
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        let _ = self.lab.docker_output(&["rm", "-f", &self.name]);
+    }
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}-{}-{nanos:x}", std::process::id())
+}
+
+/// The real shipshape binary, on a random port, with its own data dir.
+pub struct TestApp {
+    pub addr: String,
+    pub data_dir: PathBuf,
+    _data: Option<tempfile::TempDir>,
+    child: Child,
+    log: Arc<Mutex<String>>,
+    env: Vec<(String, String)>,
+    pub client: reqwest::Client,
+}
+
+pub fn spawn_app(lab: &Lab) -> TestApp {
+    spawn_app_with(lab, &[])
+}
+
+pub fn spawn_app_with(lab: &Lab, env: &[(&str, &str)]) -> TestApp {
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path().to_path_buf();
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let (child, log, addr) = start(lab, &data_dir, &env);
+    TestApp { addr, data_dir, _data: Some(data), child, log, env, client: client() }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).timeout(Duration::from_secs(30)).build().expect("client")
+}
+
+fn start(lab: &Lab, data_dir: &Path, env: &[(String, String)]) -> (Child, Arc<Mutex<String>>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shipshape"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", data_dir)
+        .env("DOCKER_HOST", &lab.docker_host)
+        .env("DOCKER_CONFIG", &lab.docker_config)
+        .env("SHIPSHAPE_LISTEN", "127.0.0.1:0")
+        .env("SHIPSHAPE_DATA_DIR", data_dir)
+        .env("SHIPSHAPE_AUTH", "off")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("shipshape starts");
+    let log = Arc::new(Mutex::new(String::new()));
+    for stream in [
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if let Ok(mut l) = log.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = log.lock().map(|l| l.clone()).unwrap_or_default();
+        if let Some(addr) = text.lines().find_map(|l| l.split("listening on http://").nth(1)) {
+            let addr = addr.split_whitespace().next().unwrap_or_default().to_string();
+            return (child, log, addr);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("shipshape exited ({status}) before listening:\n{text}");
+        }
+        assert!(Instant::now() < deadline, "shipshape did not start listening:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/api/ws", self.addr)
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub async fn images(&self) -> Vec<Value> {
+        let resp = self.client.get(self.url("/api/images")).send().await.expect("GET /api/images");
+        assert_eq!(resp.status(), 200);
+        resp.json::<Vec<Value>>().await.expect("images json")
+    }
+
+    /// Polls `GET /api/images` until `pred` holds, or panics after `within`.
+    pub async fn wait_images(&self, within: Duration, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let images = self.images().await;
+            if pred(&images) {
+                return images;
+            }
+            assert!(Instant::now() < deadline, "{what}: not seen within {within:?}; last answer: {images:#?}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Kills the service with SIGKILL and starts it again on the same data dir.
+    pub fn restart(&mut self, lab: &Lab) {
+        self.kill();
+        let (child, log, addr) = start(lab, &self.data_dir, &self.env);
+        self.child = child;
+        self.log = log;
+        self.addr = addr;
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn find_container<'a>(images: &'a [Value], name: &str) -> Option<(&'a Value, &'a Value)> {
+    images.iter().find_map(|g| g["containers"].as_array()?.iter().find(|c| c["container_name"] == name).map(|c| (g, c)))
+}
