@@ -1,6 +1,7 @@
 //! Wires the actors and the HTTP server together; logic lives in the modules.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use actix::Actor;
 use clap::Parser;
@@ -14,7 +15,7 @@ use shipshape::inventory::Inventory;
 use shipshape::registry::poller::RegistryPoller;
 use shipshape::store::{self, LoadAutoUpdate, SqliteSessionStore, Store};
 
-/// How often expired sessions are deleted from the database.
+/// How often expired sessions are deleted and idle login-limiter entries forgotten.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 fn main() -> ExitCode {
@@ -57,7 +58,15 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         cookie_secure: args.auth.cookie_secure,
     };
     sessions.store.sweep_every(SWEEP_EVERY);
-    let auth_state = AuthState { credentials, limiter: LoginLimiter::default() };
+    let auth_state = Arc::new(AuthState { credentials, limiter: LoginLimiter::default() });
+    let limiter_owner = auth_state.clone();
+    actix::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tick.tick().await;
+            limiter_owner.limiter.forget_idle();
+        }
+    });
 
     let poller = RegistryPoller::default().start();
     let (inventory, view) = Inventory::new(auto_update, store, poller.recipient());

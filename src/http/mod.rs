@@ -42,11 +42,11 @@ pub struct SessionSettings {
 pub fn server(
     listen: SocketAddr,
     state: AppState,
-    auth: AuthState,
+    auth: Arc<AuthState>,
     sessions: SessionSettings,
 ) -> std::io::Result<(actix_web::dev::Server, Vec<SocketAddr>)> {
     let state = web::Data::new(state);
-    let auth = web::Data::new(Arc::new(auth));
+    let auth = web::Data::new(auth);
     let ttl = actix_web::cookie::time::Duration::seconds(i64::try_from(sessions.ttl.as_secs()).unwrap_or(i64::MAX));
     let bound = HttpServer::new(move || {
         let session = SessionMiddleware::builder(sessions.store.clone(), sessions.key.clone())
