@@ -73,7 +73,8 @@ impl Lab {
 
     /// A container running `sleep` with no network; removed when the guard drops.
     pub fn run(&self, name: &str, image: &str, extra: &[&str]) -> ContainerGuard {
-        let mut args = vec!["run", "-d", "--network", "none", "--name", name];
+        // busybox `sleep` as PID 1 ignores SIGTERM: keep stops (and daemon restarts) short.
+        let mut args = vec!["run", "-d", "--network", "none", "--stop-timeout", "1", "--name", name];
         args.extend_from_slice(extra);
         args.extend_from_slice(&[image, "sleep", "100000"]);
         let id = self.docker(&args);
