@@ -25,6 +25,40 @@ pub struct Cli {
 pub enum Command {
     /// Run the service: web UI, HTTP API, watcher and poller (the default).
     Serve(ServeArgs),
+    /// Check every running container's image once and print the result
+    /// (for scripts and cron); exit 1 when the engine is unreachable.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Print the `GET /api/images` JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Data directory whose auto-update flags to show (read only; optional).
+    #[arg(long, env = "SHIPSHAPE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// Extra registries that may be spoken to over plain http, comma
+    /// separated: `host`, `host:port` or CIDRs. The engine's own insecure
+    /// registries (loopback included) are always honoured.
+    #[arg(long, env = "SHIPSHAPE_INSECURE_REGISTRIES", value_delimiter = ',')]
+    pub insecure_registries: Vec<String>,
+    /// Registries never contacted, comma separated (`docker.io`, `ghcr.io`,
+    /// `host:port`): for air-gapped hosts or to spare a rate limit. Their
+    /// images show `unknown` with a reason.
+    #[arg(long, env = "SHIPSHAPE_IGNORE_REGISTRIES", value_delimiter = ',')]
+    pub ignore_registries: Vec<String>,
+    /// Requests at once to one registry.
+    #[arg(long, env = "SHIPSHAPE_REGISTRY_CONCURRENCY", default_value_t = 8)]
+    pub registry_concurrency: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -48,6 +82,8 @@ pub struct ServeArgs {
     pub poll_interval: Duration,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     #[command(flatten)]
     pub auth: AuthArgs,
 }
@@ -123,6 +159,7 @@ impl Cli {
         match &self.command {
             Some(Command::Serve(args)) => Some(args),
             None => Some(&self.serve),
+            Some(Command::Check(_)) => None,
         }
     }
 }

@@ -74,6 +74,12 @@ pub struct FindContainer {
     pub container_id: String,
 }
 
+/// The view with every change received so far in it, published now if a
+/// publish was pending (so a caller that just sent a change sees it).
+#[derive(Message)]
+#[rtype(result = "Arc<View>")]
+pub struct CurrentView;
+
 pub struct Inventory {
     engine: Arc<EngineSnapshot>,
     remote: RemoteStates,
@@ -169,6 +175,16 @@ impl Handler<RemoteChanged> for Inventory {
     fn handle(&mut self, RemoteChanged(states): RemoteChanged, ctx: &mut Context<Self>) {
         self.remote.extend(states);
         self.changed(ctx);
+    }
+}
+
+impl Handler<CurrentView> for Inventory {
+    type Result = Arc<View>;
+    fn handle(&mut self, _: CurrentView, _: &mut Context<Self>) -> Self::Result {
+        if self.publish_scheduled {
+            self.publish();
+        }
+        self.publisher.borrow().clone()
     }
 }
 

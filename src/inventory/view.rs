@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::docker::model::{is_image_id_reference, EngineSnapshot};
-use crate::registry::digest::{repo_digest_for, shorten};
+use crate::registry::digest::{repo_digests_for, shorten};
 use crate::registry::reference::{self, ImageRef};
 
 pub const UNKNOWN: &str = "unknown";
@@ -142,7 +142,11 @@ pub fn build_groups(
                     let local = pending.parsed.as_ref().and_then(|r| {
                         let digests =
                             snapshot.images.get(&c.image_id).map(|i| i.repo_digests.as_slice()).unwrap_or_default();
-                        repo_digest_for(digests, r)
+                        // Of several digests for the repository, the one the
+                        // registry names now, if the image has it, decides.
+                        let mut all = repo_digests_for(digests, r).peekable();
+                        let first = all.peek().cloned();
+                        all.find(|d| Some(d.as_str()) == remote_digest).or(first)
                     });
                     ContainerItem {
                         container_id: c.id.chars().take(12).collect(),
@@ -268,6 +272,23 @@ mod tests {
         assert!(nginx.containers[1].auto_update);
         assert!(!nginx.containers[0].auto_update);
         assert_eq!(nginx.checked_at.as_deref(), Some("2026-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn the_digest_matching_the_registry_wins_among_several() {
+        let mut s = snapshot();
+        let id = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+        if let Some(image) = s.images.get_mut(id) {
+            image.repo_digests.push(format!("docker.io/library/nginx@{B}"));
+        }
+        let remote = RemoteStates::from([(
+            "nginx:latest".to_string(),
+            RemoteState { digest: Some(B.into()), ..Default::default() },
+        )]);
+        let groups = build_groups(&s, &remote, &HashMap::new());
+        assert_eq!(groups[1].status, Uptodate);
+        let without = build_groups(&s, &RemoteStates::new(), &HashMap::new());
+        assert_eq!(without[1].containers[1].local_digest, "sha256:aaaaaaaaaa");
     }
 
     #[test]

@@ -25,7 +25,13 @@ pub fn shorten(d: &str) -> String {
 /// against; entries that don't parse are skipped, since Docker's own data is
 /// still outside input to us.
 pub fn repo_digest_for(repo_digests: &[String], image: &ImageRef) -> Option<String> {
-    repo_digests.iter().find_map(|entry| {
+    repo_digests_for(repo_digests, image).next()
+}
+
+/// Every digest under which `image`'s repository knows a local image: one
+/// image can carry several (pushed as a manifest, later pulled through an index).
+pub fn repo_digests_for<'a>(repo_digests: &'a [String], image: &'a ImageRef) -> impl Iterator<Item = String> + 'a {
+    repo_digests.iter().filter_map(move |entry| {
         if !entry.contains('@') {
             return None;
         }

@@ -54,6 +54,22 @@ pub fn open(data_dir: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// The auto-update flags of a database another process owns, read only:
+/// for `shipshape check`, which must not migrate or lock a running service's file.
+/// A missing database simply has no flags.
+pub fn read_auto_update(data_dir: &Path) -> Result<std::collections::HashMap<String, bool>, StoreError> {
+    let path = data_dir.join(DB_FILE);
+    if !path.exists() {
+        return Ok(Default::default());
+    }
+    let open_err = |source| StoreError::Open { path: path.clone(), source };
+    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(open_err)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
+    let mut stmt = conn.prepare("SELECT container_name, enabled FROM auto_update")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 pub struct Store {
     conn: Connection,
 }

@@ -154,6 +154,9 @@ fn start(lab: &Lab, data_dir: &Path, env: &[(String, String)]) -> (Child, Arc<Mu
         .env("SHIPSHAPE_LISTEN", "127.0.0.1:0")
         .env("SHIPSHAPE_DATA_DIR", data_dir)
         .env("SHIPSHAPE_AUTH", "off")
+        // Network safety: some tests name Docker Hub images (never pulled);
+        // the service must not try to check them on the internet.
+        .env("SHIPSHAPE_IGNORE_REGISTRIES", "docker.io")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
