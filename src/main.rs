@@ -3,20 +3,26 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use actix::Actor;
+use actix::{Actor, AsyncContext, Context};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use shipshape::auth::{self, LoginLimiter};
-use shipshape::config::{Cli, ServeArgs};
+use shipshape::check_command;
+use shipshape::config::{CheckArgs, Cli, Command, ServeArgs};
 use shipshape::docker::{engine, watcher::DockerWatcher};
 use shipshape::http::{self, auth::AuthState, AppState, SessionSettings};
 use shipshape::inventory::Inventory;
+use shipshape::registry::check::IgnoredRegistries;
+use shipshape::registry::client::{ClientOptions, RegistryClient};
+use shipshape::registry::credentials;
 use shipshape::registry::poller::RegistryPoller;
 use shipshape::store::{self, LoadAutoUpdate, SqliteSessionStore, Store};
 
 /// How often expired sessions are deleted and idle login-limiter entries forgotten.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+type AnyError = Box<dyn std::error::Error>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -26,9 +32,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let result = match cli.serve_args() {
-        Some(args) => actix_web::rt::System::new().block_on(serve(args.clone())),
-        None => Ok(()),
+    let result = match (&cli.command, cli.serve_args()) {
+        (Some(Command::Check(args)), _) => check(args),
+        (_, Some(args)) => actix_web::rt::System::new().block_on(serve(args.clone())),
+        (_, None) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -39,7 +46,19 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+/// One check on a single-threaded runtime: no actors, no server, little memory.
+fn check(args: &CheckArgs) -> Result<(), AnyError> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let groups = runtime.block_on(check_command::run(args))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&groups)?);
+    } else {
+        print!("{}", check_command::table(&groups));
+    }
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> Result<(), AnyError> {
     let conn = store::open(&args.data_dir)?;
     let store = Store::start(conn, args.data_dir.clone());
     let auto_update = store.send(LoadAutoUpdate).await??;
@@ -68,12 +87,28 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
-    let poller = RegistryPoller::default().start();
-    let (inventory, view) = Inventory::new(auto_update, store, poller.recipient());
-    let inventory = inventory.start();
+    let registry = RegistryClient::new(ClientOptions {
+        docker_config: credentials::load(None)?,
+        per_registry_concurrency: args.registry.registry_concurrency,
+        ..ClientOptions::default()
+    })?;
+    // The inventory and the poller talk to each other: make the inventory's
+    // address first, start the poller with it, then run the inventory.
+    let inventory_ctx = Context::<Inventory>::new();
+    let poller = RegistryPoller::new(
+        registry,
+        docker.clone(),
+        args.registry.insecure_registries.clone(),
+        IgnoredRegistries::new(&args.registry.ignore_registries),
+        args.poll_interval,
+        inventory_ctx.address().recipient(),
+    )
+    .start();
+    let (inventory, view) = Inventory::new(auto_update, store, poller.clone().recipient());
+    let inventory = inventory_ctx.run(inventory);
     DockerWatcher::new(docker, inventory.clone().recipient()).start();
 
-    let (server, addrs) = http::server(args.listen, AppState { inventory, view }, auth_state, sessions)
+    let (server, addrs) = http::server(args.listen, AppState { inventory, poller, view }, auth_state, sessions)
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     for addr in addrs {
         tracing::info!(data_dir = %args.data_dir.display(), "listening on http://{addr}");

@@ -15,6 +15,8 @@ pub enum DockerError {
     Host { host: String, source: BollardError },
     #[error("docker engine unreachable: {0}")]
     Unreachable(BollardError),
+    #[error("docker engine unreachable: no socket at {0} (is DOCKER_HOST right?)")]
+    NoSocket(String),
     #[error("docker engine: {0}")]
     Api(#[from] BollardError),
 }
@@ -23,7 +25,7 @@ pub enum DockerError {
 /// `http://`), or for DOCKER_HOST / the local socket when `None`. Nothing is
 /// sent yet: connecting happens on the first call.
 pub fn client(docker_host: Option<&str>) -> Result<Docker, DockerError> {
-    match docker_host {
+    let result = match docker_host {
         Some(host) => {
             let host_uri = if host.starts_with('/') { format!("unix://{host}") } else { host.to_string() };
             Docker::connect_with_host(&host_uri).map_err(|source| DockerError::Host { host: host.to_string(), source })
@@ -31,6 +33,12 @@ pub fn client(docker_host: Option<&str>) -> Result<Docker, DockerError> {
         None => {
             Docker::connect_with_defaults().map_err(|source| DockerError::Host { host: "(default)".into(), source })
         }
+    };
+    match result {
+        Err(DockerError::Host { source: BollardError::SocketNotFoundError(path), .. }) => {
+            Err(DockerError::NoSocket(path))
+        }
+        other => other,
     }
 }
 

@@ -18,6 +18,7 @@ use actix_web::cookie::{Key, SameSite};
 use actix_web::{middleware, web, App, HttpServer};
 
 use crate::inventory::{Inventory, ViewReceiver};
+use crate::registry::poller::RegistryPoller;
 use crate::store::SqliteSessionStore;
 use auth::AuthState;
 
@@ -27,6 +28,7 @@ pub const SESSION_COOKIE: &str = "shipshape_session";
 
 pub struct AppState {
     pub inventory: Addr<Inventory>,
+    pub poller: Addr<RegistryPoller>,
     pub view: ViewReceiver,
 }
 

@@ -6,12 +6,16 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::inventory::{FindContainer, ToggleAutoUpdate};
+use crate::inventory::{CurrentView, FindContainer, ToggleAutoUpdate};
+use crate::registry::poller::CheckNow;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/health").route(web::get().to(health)).default_service(web::to(method_not_allowed)))
         .service(
             web::resource("/api/images").route(web::get().to(list_images)).default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/api/check").route(web::post().to(check_now)).default_service(web::to(method_not_allowed)),
         )
         .service(web::resource("/api/images/{tail:.*}").default_service(web::to(container_action)))
         .service(
@@ -57,6 +61,13 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 async fn list_images(state: web::Data<AppState>) -> HttpResponse {
     let body = state.view.borrow().json.clone();
     HttpResponse::Ok().content_type("application/json").body(body)
+}
+
+/// Runs a registry check of every image now and answers the fresh view.
+async fn check_now(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.poller.send(CheckNow).await?;
+    let view = state.inventory.send(CurrentView).await?;
+    Ok(HttpResponse::Ok().content_type("application/json").body(view.json.clone()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

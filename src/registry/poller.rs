@@ -1,28 +1,156 @@
-//! The `RegistryPoller` actor: told about every image reference the engine
-//! runs, it will check each against its registry (see the registry-checks issue).
+//! The `RegistryPoller` actor: checks every image reference the engine runs
+//! against its registry — at start, for each new image as soon as it is seen,
+//! every poll interval, and on demand — never two checks of one image at once.
 
-use actix::{Actor, Context, Handler, Message};
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
 
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient, ResponseFuture, WrapFuture};
+use bollard::Docker;
+use futures::channel::oneshot;
+
+use super::check::{check_all, merge, IgnoredRegistries};
+use super::client::RegistryClient;
+use super::insecure::InsecureRegistries;
 use super::reference::ImageRef;
+use crate::inventory::view::RemoteStates;
+use crate::inventory::RemoteChanged;
 
 /// The distinct references of the running containers, sent whenever the set changes.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct ImagesSeen(pub Vec<ImageRef>);
 
-#[derive(Default)]
+/// Check every current image now; resolves when all are done (including
+/// checks that were already running when it arrived).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct CheckNow;
+
 pub struct RegistryPoller {
+    client: RegistryClient,
+    docker: Docker,
+    extra_insecure: Vec<String>,
+    ignored: IgnoredRegistries,
+    interval: Duration,
+    inventory: Recipient<RemoteChanged>,
     images: Vec<ImageRef>,
+    results: RemoteStates,
+    /// Images being checked, with whoever waits for that check to end.
+    in_flight: HashMap<String, Vec<oneshot::Sender<()>>>,
+}
+
+impl RegistryPoller {
+    pub fn new(
+        client: RegistryClient,
+        docker: Docker,
+        extra_insecure: Vec<String>,
+        ignored: IgnoredRegistries,
+        interval: Duration,
+        inventory: Recipient<RemoteChanged>,
+    ) -> Self {
+        Self {
+            client,
+            docker,
+            extra_insecure,
+            ignored,
+            interval,
+            inventory,
+            images: Vec::new(),
+            results: RemoteStates::new(),
+            in_flight: HashMap::new(),
+        }
+    }
+
+    /// Starts checks of `images` not already in flight; the receivers fire
+    /// when every one of them (started here or before) has finished.
+    fn check(&mut self, images: Vec<ImageRef>, ctx: &mut Context<Self>) -> Vec<oneshot::Receiver<()>> {
+        let mut done = Vec::new();
+        let mut to_check = Vec::new();
+        for image in images {
+            let (tx, rx) = oneshot::channel();
+            done.push(rx);
+            match self.in_flight.get_mut(&image.display_name()) {
+                Some(waiters) => waiters.push(tx),
+                None => {
+                    self.in_flight.insert(image.display_name(), vec![tx]);
+                    to_check.push(image);
+                }
+            }
+        }
+        if to_check.is_empty() {
+            return done;
+        }
+        let client = self.client.clone();
+        let (docker, extra, ignored) = (self.docker.clone(), self.extra_insecure.clone(), self.ignored.clone());
+        let round = async move {
+            // The engine decides which registries may be spoken to over plain
+            // http; ask it each round so configuration changes are picked up.
+            match docker.info().await {
+                Ok(info) => client.set_insecure(InsecureRegistries::from_engine(&info, &extra)),
+                Err(e) => tracing::debug!("engine info unavailable, keeping insecure-registry list: {e}"),
+            }
+            check_all(&client, to_check, &ignored).await
+        };
+        ctx.spawn(round.into_actor(self).map(|outcomes, this, _| {
+            let fresh = merge(&this.results, outcomes, SystemTime::now());
+            for key in fresh.keys() {
+                for waiter in this.in_flight.remove(key).unwrap_or_default() {
+                    let _ = waiter.send(());
+                }
+            }
+            for (key, state) in &fresh {
+                if let Some(error) = &state.error {
+                    tracing::info!(image = %key, "check failed: {error}");
+                }
+            }
+            this.results.extend(fresh.clone());
+            this.inventory.do_send(RemoteChanged(fresh));
+        }));
+        done
+    }
 }
 
 impl Actor for RegistryPoller {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.interval, |this, ctx| {
+            let images = this.images.clone();
+            this.check(images, ctx);
+        });
+    }
 }
 
 impl Handler<ImagesSeen> for RegistryPoller {
     type Result = ();
-    fn handle(&mut self, ImagesSeen(images): ImagesSeen, _: &mut Context<Self>) {
-        tracing::debug!(count = images.len(), "images to check");
+
+    fn handle(&mut self, ImagesSeen(images): ImagesSeen, ctx: &mut Context<Self>) {
+        let new: Vec<ImageRef> = images
+            .iter()
+            .filter(|i| !self.images.contains(i) && !self.results.contains_key(&i.display_name()))
+            .cloned()
+            .collect();
         self.images = images;
+        let current: std::collections::HashSet<String> = self.images.iter().map(ImageRef::display_name).collect();
+        self.results.retain(|key, _| current.contains(key));
+        if !new.is_empty() {
+            tracing::debug!(count = new.len(), "checking newly seen images");
+            self.check(new, ctx);
+        }
+    }
+}
+
+impl Handler<CheckNow> for RegistryPoller {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: CheckNow, ctx: &mut Context<Self>) -> Self::Result {
+        let images = self.images.clone();
+        let done = self.check(images, ctx);
+        Box::pin(async move {
+            for rx in done {
+                let _ = rx.await;
+            }
+        })
     }
 }

@@ -3,9 +3,13 @@
 //! the user's own Docker daemon.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+pub mod flaky_proxy;
+pub mod registry;
+pub mod token_server;
+
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -109,6 +113,65 @@ impl Drop for ContainerGuard {
     fn drop(&mut self) {
         let _ = self.lab.docker_output(&["rm", "-f", &self.name]);
     }
+}
+
+/// The docker CLI against the private daemon with another DOCKER_CONFIG
+/// (a `docker login` of a test registry), optionally fed `stdin`.
+pub fn docker_as(lab: &Lab, config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", &lab.docker_host)
+        .env("DOCKER_CONFIG", config)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("docker CLI runs");
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes()).expect("write docker stdin");
+    }
+    child.wait_with_output().expect("docker CLI finishes")
+}
+
+pub fn docker_as_ok(lab: &Lab, config: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let out = docker_as(lab, config, args, stdin);
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Removes a local tag from the private daemon when dropped.
+pub struct TagGuard<'a> {
+    lab: &'a Lab,
+    image: String,
+}
+
+impl Drop for TagGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.lab.docker_output(&["rmi", &self.image]);
+    }
+}
+
+/// Tags the lab's base image as `image` and pushes it; returns the pushed manifest digest.
+pub fn push_base_as<'a>(lab: &'a Lab, config: &Path, image: &str) -> (String, TagGuard<'a>) {
+    if lab.docker_output(&["image", "inspect", &lab.base_image]).status.code() != Some(0) {
+        lab.docker(&["pull", "-q", &lab.base_image]);
+    }
+    lab.docker(&["tag", &lab.base_image, image]);
+    let guard = TagGuard { lab, image: image.to_string() };
+    let out = docker_as_ok(lab, config, &["push", image], None);
+    let digest = out
+        .split_whitespace()
+        .skip_while(|w| *w != "digest:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no digest in push output: {out}"))
+        .to_string();
+    assert!(digest.starts_with("sha256:"), "odd digest {digest:?} in {out}");
+    (digest, guard)
 }
 
 /// A name no other test (or earlier run) uses.

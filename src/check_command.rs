@@ -1,0 +1,137 @@
+//! `shipshape check`: one round of the same engine the service runs, printed
+//! for scripts and cron (a table, or the `GET /api/images` JSON).
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use crate::config::CheckArgs;
+use crate::docker::engine::{self, DockerError};
+use crate::inventory::view::{build_groups, references, ImageGroup, RemoteStates};
+use crate::registry::check::{check_all, merge, IgnoredRegistries};
+use crate::registry::client::{ClientOptions, RegistryClient, RegistryError};
+use crate::registry::credentials::{self, CredentialsError};
+use crate::registry::insecure::InsecureRegistries;
+use crate::store::{self, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Lists containers and images once each, asks each registry once per
+/// distinct image, and returns the groups.
+pub async fn run(args: &CheckArgs) -> Result<Vec<ImageGroup>, CheckError> {
+    let docker = engine::client(args.engine.docker_host.as_deref())?;
+    engine::negotiate(&docker).await?;
+    let (snapshot, info) = futures::join!(engine::snapshot(&docker), docker.info());
+    let snapshot = snapshot?;
+    let insecure = match info {
+        Ok(info) => InsecureRegistries::from_engine(&info, &args.registry.insecure_registries),
+        Err(_) => InsecureRegistries::default(),
+    };
+    let client = RegistryClient::new(ClientOptions {
+        docker_config: credentials::load(None)?,
+        insecure,
+        per_registry_concurrency: args.registry.registry_concurrency,
+        ..ClientOptions::default()
+    })?;
+    let ignored = IgnoredRegistries::new(&args.registry.ignore_registries);
+    let outcomes = check_all(&client, references(&snapshot), &ignored).await;
+    let remote = merge(&RemoteStates::new(), outcomes, SystemTime::now());
+    let flags = store::read_auto_update(&args.data_dir).unwrap_or_default();
+    Ok(build_groups(&snapshot, &remote, &flags))
+}
+
+/// A plain table: one row per container, then the errors behind unknown statuses.
+pub fn table(groups: &[ImageGroup]) -> String {
+    let rows: Vec<[String; 5]> = groups
+        .iter()
+        .flat_map(|g| {
+            g.containers.iter().map(move |c| {
+                [
+                    g.image.clone(),
+                    c.container_name.clone(),
+                    serde_json::to_value(c.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                    c.local_digest.clone(),
+                    g.remote_digest.clone(),
+                ]
+            })
+        })
+        .collect();
+    let header = ["IMAGE", "CONTAINER", "STATUS", "LOCAL", "REMOTE"].map(String::from);
+    let widths: Vec<usize> =
+        (0..5).map(|i| rows.iter().chain([&header]).map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in [&header].into_iter().chain(rows.iter()) {
+        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    for g in groups {
+        if let Some(error) = &g.error {
+            let _ = writeln!(out, "{}: {error}", g.image);
+        }
+    }
+    let count = |s: &str| {
+        groups
+            .iter()
+            .flat_map(|g| &g.containers)
+            .filter(|c| serde_json::to_value(c.status).is_ok_and(|v| v == s))
+            .count()
+    };
+    let _ = writeln!(
+        out,
+        "{} containers: {} up to date, {} outdated, {} unknown",
+        groups.iter().map(|g| g.containers.len()).sum::<usize>(),
+        count("uptodate"),
+        count("outdated"),
+        count("unknown")
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::view::{ContainerItem, Status};
+
+    #[test]
+    fn table_lists_every_container_and_errors() {
+        let groups = vec![ImageGroup {
+            image: "nginx:latest".into(),
+            remote_digest: "sha256:2222222222".into(),
+            status: Status::Partial,
+            containers: vec![
+                ContainerItem {
+                    container_id: "a".repeat(12),
+                    container_name: "web".into(),
+                    local_digest: "sha256:1111111111".into(),
+                    status: Status::Outdated,
+                    auto_update: false,
+                },
+                ContainerItem {
+                    container_id: "b".repeat(12),
+                    container_name: "web2".into(),
+                    local_digest: "sha256:2222222222".into(),
+                    status: Status::Uptodate,
+                    auto_update: true,
+                },
+            ],
+            checked_at: None,
+            error: Some("registry x: 429 rate limited".into()),
+        }];
+        let text = table(&groups);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("IMAGE"));
+        assert!(lines[1].contains("web") && lines[1].contains("outdated"));
+        assert!(lines[2].contains("web2") && lines[2].contains("uptodate"));
+        assert_eq!(lines[3], "nginx:latest: registry x: 429 rate limited");
+        assert_eq!(lines[4], "2 containers: 1 up to date, 1 outdated, 0 unknown");
+    }
+}

@@ -1,0 +1,320 @@
+//! Registry checks end to end: the real service and `shipshape check`
+//! against the lab's registries, statuses as the API shows them.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{find_container, lab, spawn_app, spawn_app_with, unique, Lab, TestApp};
+use serde_json::Value;
+
+fn short(digest: &str) -> String {
+    digest.chars().take(17).collect()
+}
+
+async fn check_now(app: &TestApp) -> Vec<Value> {
+    let resp = app.client.post(app.url("/api/check")).send().await.expect("POST /api/check");
+    assert_eq!(resp.status(), 200);
+    resp.json().await.expect("json")
+}
+
+fn group<'a>(images: &'a [Value], image: &str) -> &'a Value {
+    images.iter().find(|g| g["image"] == image).unwrap_or_else(|| panic!("no group {image} in {images:#?}"))
+}
+
+/// Builds and pushes a new version of `reference` (a repository on a lab registry) and returns its digest.
+fn push_version(lab: &Lab, reference: &str, marker: &str, remote_only: bool) -> String {
+    let mut args = vec!["build-image"];
+    if remote_only {
+        args.push("--remote-only");
+    }
+    args.extend([reference, marker]);
+    let digest = lab.script(&args);
+    assert!(digest.starts_with("sha256:"), "build-image printed {digest:?}");
+    digest
+}
+
+#[tokio::test]
+async fn up_to_date_then_outdated_then_partial() {
+    let lab = lab();
+    let repo = format!("{}/check/{}", lab.registry, unique("app"));
+    let image = format!("{repo}:v1");
+    let first = push_version(&lab, &image, "one", false);
+    let old = unique("old");
+    let _old = lab.run(&old, &image, &[]);
+    let app = spawn_app(&lab);
+
+    // Checked as soon as it is seen, without asking.
+    let images = app
+        .wait_images(Duration::from_secs(10), "first check", |i| {
+            find_container(i, &old).is_some_and(|(g, _)| g["status"] == "uptodate")
+        })
+        .await;
+    let g = group(&images, &image);
+    assert_eq!(g["remote_digest"], short(&first).as_str());
+    assert!(g["checked_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{g}");
+    assert!(g.get("error").is_none(), "{g}");
+
+    // Someone pushes a new version of the tag: the running container is outdated.
+    let second = push_version(&lab, &image, "two", true);
+    assert_ne!(first, second);
+    let images = check_now(&app).await;
+    let g = group(&images, &image);
+    assert_eq!(g["status"], "outdated");
+    assert_eq!(g["remote_digest"], short(&second).as_str());
+    let (_, item) = find_container(&images, &old).expect("listed");
+    assert_eq!(item["local_digest"], short(&first).as_str());
+    assert_eq!(item["status"], "outdated");
+    // POST /api/check answers exactly what GET /api/images then says.
+    assert_eq!(app.images().await, images);
+
+    // A container of the new version beside the old one: partial.
+    lab.docker(&["pull", "-q", &image]);
+    let new = unique("new");
+    let _new = lab.run(&new, &image, &[]);
+    let images = app
+        .wait_images(Duration::from_secs(5), "partial group", |i| {
+            find_container(i, &new).is_some() && group(i, &image)["status"] == "partial"
+        })
+        .await;
+    let (_, item) = find_container(&images, &new).expect("listed");
+    assert_eq!(item["status"], "uptodate");
+}
+
+#[tokio::test]
+async fn never_pushed_image_is_unknown_with_a_reason() {
+    let lab = lab();
+    let image = format!("{}/never/{}:1", lab.registry, unique("pushed"));
+    lab.docker(&["tag", &lab.base_image, &image]);
+    let name = unique("local");
+    let _c = lab.run(&name, &image, &[]);
+    let app = spawn_app(&lab);
+    app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
+    let images = check_now(&app).await;
+    let g = group(&images, &image);
+    assert_eq!(g["status"], "unknown");
+    assert_eq!(g["remote_digest"], "unknown");
+    let error = g["error"].as_str().expect("error given");
+    assert!(error.contains(&lab.registry) && error.contains("404"), "{error}");
+    lab.docker(&["rmi", &image]);
+}
+
+#[tokio::test]
+async fn digest_pinned_container_is_up_to_date_and_never_outdated() {
+    let lab = lab();
+    let digests = lab.docker(&["image", "inspect", "--format", "{{json .RepoDigests}}", &lab.base_image]);
+    let pinned: Vec<String> = serde_json::from_str(&digests).expect("json");
+    let pinned = pinned.into_iter().find(|d| d.starts_with(&lab.registry)).expect("base image has a repo digest");
+    let name = unique("pinned");
+    let _c = lab.run(&name, &pinned, &[]);
+    let app = spawn_app(&lab);
+    app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
+    let images = check_now(&app).await;
+    let (g, item) = find_container(&images, &name).expect("listed");
+    assert_eq!(g["image"], pinned.as_str());
+    assert_eq!(g["status"], "uptodate");
+    assert_eq!(item["status"], "uptodate");
+}
+
+#[tokio::test]
+async fn basic_auth_registry_through_docker_config() {
+    let lab = lab();
+    let image = format!("{}/shipshape/base:latest", lab.auth_registry);
+    let name = unique("basic");
+    let _c = lab.run(&name, &image, &[]);
+
+    // The lab's DOCKER_CONFIG holds a `docker login` for that registry.
+    let app = spawn_app(&lab);
+    app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
+    let images = check_now(&app).await;
+    let g = group(&images, &image);
+    assert_eq!(g["status"], "uptodate", "{g}");
+
+    // Without credentials: unknown, with a 401 reason, and no secret anywhere.
+    let empty = tempfile::tempdir().expect("tempdir");
+    let config = empty.path().to_string_lossy().to_string();
+    let anonymous = spawn_app_with(&lab, &[("DOCKER_CONFIG", &config)]);
+    anonymous.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
+    let images = check_now(&anonymous).await;
+    let g = group(&images, &image);
+    assert_eq!(g["status"], "unknown");
+    let error = g["error"].as_str().expect("error");
+    assert!(error.contains("401"), "{error}");
+    let body = serde_json::to_string(&images).expect("json");
+    for text in [body, app.log(), anonymous.log()] {
+        assert!(!text.contains(&lab.auth_password), "password leaked");
+    }
+}
+
+#[tokio::test]
+async fn manifest_list_is_compared_by_its_index_digest() {
+    let lab = lab();
+    let base = format!("{}/multi/{}", lab.registry, unique("arch"));
+    let (amd, arm, list) = (format!("{base}-amd64:1"), format!("{base}-arm64:1"), format!("{base}:1"));
+    push_version(&lab, &amd, "amd64", false);
+    push_version(&lab, &arm, "arm64", false);
+    lab.docker(&["manifest", "create", "--insecure", &list, &amd, &arm]);
+    lab.docker(&["manifest", "annotate", "--arch", "arm64", &list, &arm]);
+    let pushed = lab.docker(&["manifest", "push", "--insecure", "--purge", &list]);
+    let index_digest = pushed.lines().last().unwrap_or_default().trim().to_string();
+    assert!(index_digest.starts_with("sha256:"), "{pushed}");
+    lab.docker(&["pull", "-q", &list]);
+    let name = unique("multi");
+    let _c = lab.run(&name, &list, &[]);
+    let app = spawn_app(&lab);
+    app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
+    let images = check_now(&app).await;
+    let g = group(&images, &list);
+    assert_eq!(g["remote_digest"], short(&index_digest).as_str(), "{g}");
+    assert_eq!(g["status"], "uptodate", "{g}");
+}
+
+fn check_command(lab: &Lab, args: &[&str], docker_host: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_shipshape"))
+        .arg("check")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DOCKER_HOST", docker_host)
+        .env("DOCKER_CONFIG", &lab.docker_config)
+        .env("SHIPSHAPE_IGNORE_REGISTRIES", "docker.io")
+        .env("SHIPSHAPE_DATA_DIR", "/nonexistent-shipshape-data")
+        .output()
+        .expect("shipshape check runs")
+}
+
+#[tokio::test]
+async fn check_command_prints_json_and_a_table() {
+    let lab = lab();
+    let image = format!("{}/cli/{}:1", lab.registry, unique("cli"));
+    let first = push_version(&lab, &image, "one", false);
+    let name = unique("cli");
+    let _c = lab.run(&name, &image, &[]);
+    push_version(&lab, &image, "two", true);
+
+    let out = check_command(&lab, &["--json"], &lab.docker_host);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let images: Vec<Value> = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let (g, item) = find_container(&images, &name).expect("listed");
+    assert_eq!(g["status"], "outdated");
+    assert_eq!(item["local_digest"], short(&first).as_str());
+
+    let out = check_command(&lab, &[], &lab.docker_host);
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = table.lines().find(|l| l.contains(&name)).expect("row for the container");
+    assert!(row.contains("outdated"), "{row}");
+
+    // No socket at all, and a socket path where nothing answers.
+    let not_a_socket = tempfile::NamedTempFile::new().expect("temp file");
+    for host in ["unix:///nonexistent/docker.sock".to_string(), format!("unix://{}", not_a_socket.path().display())] {
+        let out = check_command(&lab, &["--json"], &host);
+        assert!(!out.status.success(), "{host}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("shipshape: docker engine unreachable"), "{host}: {err}");
+        assert!(out.stdout.is_empty(), "{host}");
+    }
+}
+
+#[tokio::test]
+async fn bearer_token_registry_with_cached_tokens() {
+    use common::registry::TestRegistry;
+    use common::token_server::TokenServer;
+    let lab = lab();
+    let tokens = TokenServer::start();
+    let registry = TestRegistry::start(tokens.registry_auth());
+    let config = tempfile::tempdir().expect("docker config");
+    common::docker_as_ok(
+        &lab,
+        config.path(),
+        &["login", "-u", &tokens.user, "--password-stdin", &registry.addr],
+        Some(&tokens.password),
+    );
+    let image = format!("{}/tok/{}:1", registry.addr, unique("app"));
+    let (digest, _tag) = common::push_base_as(&lab, config.path(), &image);
+    let name = unique("bearer");
+    let _c = lab.run(&name, &image, &[]);
+
+    let config_dir = config.path().to_string_lossy().to_string();
+    let app = spawn_app_with(&lab, &[("DOCKER_CONFIG", &config_dir)]);
+    app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
+    let images = check_now(&app).await;
+    let g = group(&images, &image);
+    assert_eq!(g["status"], "uptodate", "{g}");
+    assert_eq!(g["remote_digest"], short(&digest).as_str());
+
+    // The token is cached: another check asks the registry, not the token server.
+    let fetched = tokens.token_requests();
+    let images = check_now(&app).await;
+    assert_eq!(group(&images, &image)["status"], "uptodate");
+    assert_eq!(tokens.token_requests(), fetched, "token fetched again: {:#?}", tokens.requests());
+    assert!(!app.log().contains(&tokens.password));
+}
+
+#[tokio::test]
+async fn rate_limited_registry_keeps_the_last_status_until_retry_after() {
+    use common::flaky_proxy::{FlakyProxy, Mode, Script};
+    let lab = lab();
+    let proxy = FlakyProxy::start(&lab.registry, Script::forward());
+    let image = format!("{}/limited/{}:1", proxy.addr, unique("app"));
+    let (digest, _tag) = common::push_base_as(&lab, std::path::Path::new(&lab.docker_config), &image);
+    let name = unique("limited");
+    let _c = lab.run(&name, &image, &[]);
+    let app = spawn_app(&lab);
+    app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
+    let before = check_now(&app).await;
+    let g = group(&before, &image);
+    assert_eq!(g["status"], "uptodate");
+    let checked_at = g["checked_at"].clone();
+
+    proxy.set_script(Script::manifests(Mode::too_many_requests(2, 1)));
+    let limited = check_now(&app).await;
+    let g = group(&limited, &image);
+    assert_eq!(g["status"], "uptodate", "last known status kept: {g}");
+    assert_eq!(g["remote_digest"], short(&digest).as_str());
+    assert_eq!(g["checked_at"], checked_at, "its age is kept too");
+    assert!(g["error"].as_str().is_some_and(|e| e.contains("429")), "{g}");
+
+    // Within Retry-After the registry is left alone.
+    let seen = proxy.requests();
+    check_now(&app).await;
+    assert_eq!(proxy.requests(), seen, "asked again before Retry-After");
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let after = check_now(&app).await;
+    let g = group(&after, &image);
+    assert_eq!(g["status"], "uptodate");
+    assert!(g.get("error").is_none(), "{g}");
+}
+
+#[tokio::test]
+async fn registry_down_keeps_the_last_status_with_an_error() {
+    use common::registry::{RegistryAuth, TestRegistry};
+    let lab = lab();
+    let mut registry = TestRegistry::start(RegistryAuth::None);
+    let image = format!("{}/down/{}:1", registry.addr, unique("app"));
+    let (digest, _tag) = common::push_base_as(&lab, std::path::Path::new(&lab.docker_config), &image);
+    let name = unique("down");
+    let _c = lab.run(&name, &image, &[]);
+    let app = spawn_app(&lab);
+    app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
+    assert_eq!(group(&check_now(&app).await, &image)["status"], "uptodate");
+
+    registry.stop();
+    for _ in 0..2 {
+        // Twice: a pooled connection fails differently from a fresh one.
+        let images = check_now(&app).await;
+        let g = group(&images, &image);
+        assert_eq!(g["status"], "uptodate", "{g}");
+        assert_eq!(g["remote_digest"], short(&digest).as_str());
+        let error = g["error"].as_str().unwrap_or_default();
+        assert!(error.contains(&registry.addr) && error.contains("unreachable"), "{g}");
+    }
+
+    registry.restart();
+    let images = check_now(&app).await;
+    let g = group(&images, &image);
+    assert_eq!(g["status"], "uptodate");
+    assert!(g.get("error").is_none(), "{g}");
+}
