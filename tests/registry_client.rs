@@ -8,7 +8,6 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -74,46 +73,10 @@ fn assert_no_secret(err: &RegistryError, secrets: &[&str]) {
     }
 }
 
-/// The docker CLI against the lab's private daemon with a client config dir of our own.
-fn docker(lab: &Lab, config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new("docker")
-        .args(args)
-        .env("DOCKER_HOST", &lab.docker_host)
-        .env("DOCKER_CONFIG", config)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("docker CLI runs");
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes()).expect("write docker stdin");
-    }
-    let out = child.wait_with_output().expect("docker CLI finishes");
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn ensure_base_image(lab: &Lab) {
-    if lab.docker_output(&["image", "inspect", &lab.base_image]).status.code() != Some(0) {
-        lab.docker(&["pull", "-q", &lab.base_image]);
-    }
-}
-
 /// Tags the base image as `target`, pushes it with the CLI config in `config`,
 /// removes the local tag again; returns the pushed digest.
 fn push_base_as(lab: &Lab, config: &Path, target: &str) -> String {
-    ensure_base_image(lab);
-    lab.docker(&["tag", &lab.base_image, target]);
-    let out = docker(lab, config, &["push", target], None);
-    let _ = lab.docker_output(&["rmi", target]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let digest = text.split_whitespace().skip_while(|w| *w != "digest:").nth(1).map(str::to_string);
-    digest.unwrap_or_else(|| panic!("no digest in push output: {text}"))
+    common::push_base_as(lab, config, target).0
 }
 
 /// A plain-http proxy in front of a registry: one request per connection,
@@ -290,7 +253,7 @@ fn dead_port() -> u16 {
 #[tokio::test]
 async fn base_image_digest_matches_what_docker_recorded() {
     let lab = common::lab();
-    ensure_base_image(&lab);
+    lab.ensure_base_image();
     let base = image(&lab.base_image);
     let recorded = lab.docker(&["image", "inspect", "--format", "{{json .RepoDigests}}", &lab.base_image]);
     let recorded: Vec<String> = serde_json::from_str(&recorded).expect("RepoDigests JSON");
@@ -397,7 +360,12 @@ fn token_setup(lab: &Lab, opts: TokenServerOptions) -> TokenSetup {
     let ts = TokenServer::start_with(opts);
     let reg = TestRegistry::start(ts.registry_auth());
     let cli = tempfile::tempdir().expect("docker config dir");
-    docker(lab, cli.path(), &["login", "-u", &ts.user, "--password-stdin", &reg.addr], Some(&ts.password));
+    common::docker_as_ok(
+        lab,
+        cli.path(),
+        &["login", "-u", &ts.user, "--password-stdin", &reg.addr],
+        Some(&ts.password),
+    );
     let unique = common::unique("tok");
     let repos = [format!("client/{unique}-a"), format!("client/{unique}-b")];
     let digest = push_base_as(lab, cli.path(), &format!("{}/{}:v1", reg.addr, repos[0]));

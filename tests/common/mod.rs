@@ -85,6 +85,13 @@ impl Lab {
         ContainerGuard { lab: self.clone(), name: name.to_string(), id }
     }
 
+    /// Pulls the base image back if a test removed it.
+    pub fn ensure_base_image(&self) {
+        if self.docker_output(&["image", "inspect", &self.base_image]).status.code() != Some(0) {
+            self.docker(&["pull", "-q", &self.base_image]);
+        }
+    }
+
     pub fn script(&self, args: &[&str]) -> String {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let out = Command::new(root.join("scripts/lab"))
@@ -158,9 +165,7 @@ impl Drop for TagGuard<'_> {
 
 /// Tags the lab's base image as `image` and pushes it; returns the pushed manifest digest.
 pub fn push_base_as<'a>(lab: &'a Lab, config: &Path, image: &str) -> (String, TagGuard<'a>) {
-    if lab.docker_output(&["image", "inspect", &lab.base_image]).status.code() != Some(0) {
-        lab.docker(&["pull", "-q", &lab.base_image]);
-    }
+    lab.ensure_base_image();
     lab.docker(&["tag", &lab.base_image, image]);
     let guard = TagGuard { lab, image: image.to_string() };
     let out = docker_as_ok(lab, config, &["push", image], None);

@@ -421,7 +421,7 @@ fn handle(conn: TcpStream, state: &State) -> std::io::Result<()> {
                     "token": token,
                     "access_token": token,
                     "expires_in": opts.expires_in,
-                    "issued_at": rfc3339(iat),
+                    "issued_at": shipshape::registry::check::rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(iat)),
                 });
                 let wants_offline = if form_post {
                     param("access_type").as_deref() == Some("offline")
@@ -559,23 +559,6 @@ pub fn url_encode(s: &str) -> String {
 
 fn random_hex(bytes: usize) -> String {
     (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time (UTC).
-fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 fn reason(status: u16) -> &'static str {
