@@ -273,6 +273,10 @@ struct RegistryState {
     permits: Semaphore,
     credential: OnceCell<Option<Credential>>,
     memo: Mutex<Memo>,
+    /// Whether a first request has found out the scheme. The first request
+    /// holds this lock while it runs, so the requests queued behind it use
+    /// its answer instead of each trying https on a plain-http registry.
+    first_request: tokio::sync::Mutex<bool>,
 }
 
 /// An `Authorization` value we send, and where it came from.
@@ -402,6 +406,7 @@ impl RegistryClient {
                     permits: Semaphore::new(self.inner.per_registry_concurrency),
                     credential: OnceCell::new(),
                     memo: Mutex::new(Memo::default()),
+                    first_request: tokio::sync::Mutex::new(false),
                 })
             })
             .clone()
@@ -633,6 +638,16 @@ impl RegistryClient {
         auth: Option<&HeaderValue>,
     ) -> Result<Response, RegistryError> {
         let insecure = !reg.hub && self.is_insecure(&reg.name);
+        let mut _first = None;
+        if reg.memo().scheme.is_none() {
+            let mut done = reg.first_request.lock().await;
+            if !*done {
+                // Only one request ever waits on another: once the first has
+                // ended, whatever its outcome, nobody queues here again.
+                *done = true;
+                _first = Some(done);
+            }
+        }
         let known = reg.memo().scheme;
         let order = scheme_order(known, insecure);
         let mut last = None;
