@@ -318,3 +318,38 @@ async fn registry_down_keeps_the_last_status_with_an_error() {
     assert_eq!(g["status"], "uptodate");
     assert!(g.get("error").is_none(), "{g}");
 }
+
+#[tokio::test]
+async fn polls_on_the_interval_and_never_checks_one_image_twice_at_once() {
+    use common::flaky_proxy::{FlakyProxy, Mode, Script};
+    let lab = lab();
+    let proxy = FlakyProxy::start(&lab.registry, Script::forward());
+    let image = format!("{}/poll/{}:1", proxy.addr, unique("app"));
+    let (first, _tag) = common::push_base_as(&lab, std::path::Path::new(&lab.docker_config), &image);
+    let name = unique("poll");
+    let _c = lab.run(&name, &image, &[]);
+    let app = spawn_app_with(&lab, &[("SHIPSHAPE_POLL_INTERVAL", "2s")]);
+    app.wait_images(Duration::from_secs(5), "checked on sight", |i| {
+        find_container(i, &name).is_some_and(|(g, _)| g["remote_digest"] == short(&first).as_str())
+    })
+    .await;
+
+    // A new version appears in the registry; nobody asks, the interval finds it.
+    push_version(&lab, &image, "two", true);
+    app.wait_images(Duration::from_secs(8), "outdated after a poll", |i| {
+        find_container(i, &name).is_some_and(|(g, _)| g["status"] == "outdated")
+    })
+    .await;
+
+    // While a check of the image hangs, further checks wait for it instead of asking again.
+    proxy.set_script(Script::manifests(Mode::Stall));
+    proxy.reset_counts();
+    let (a, b) = (app.client.post(app.url("/api/check")).send(), app.client.post(app.url("/api/check")).send());
+    let both = tokio::spawn(async move { futures::join!(a, b) });
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(proxy.requests_matching("/v2/*/manifests/*"), 1, "{:?}", proxy.path_counts());
+    proxy.set_script(Script::forward());
+    let (a, b) = both.await.expect("join");
+    assert_eq!(a.expect("first check").status(), 200);
+    assert_eq!(b.expect("second check").status(), 200);
+}
