@@ -6,22 +6,8 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{find_container, lab, spawn_app, spawn_app_with, unique, Lab, TestApp};
+use common::{find_container, group, lab, short, spawn_app, spawn_app_with, unique, Lab};
 use serde_json::Value;
-
-fn short(digest: &str) -> String {
-    digest.chars().take(17).collect()
-}
-
-async fn check_now(app: &TestApp) -> Vec<Value> {
-    let resp = app.client.post(app.url("/api/check")).send().await.expect("POST /api/check");
-    assert_eq!(resp.status(), 200);
-    resp.json().await.expect("json")
-}
-
-fn group<'a>(images: &'a [Value], image: &str) -> &'a Value {
-    images.iter().find(|g| g["image"] == image).unwrap_or_else(|| panic!("no group {image} in {images:#?}"))
-}
 
 /// Builds and pushes a new version of `reference` (a repository on a lab registry) and returns its digest.
 fn push_version(lab: &Lab, reference: &str, marker: &str, remote_only: bool) -> String {
@@ -59,7 +45,7 @@ async fn up_to_date_then_outdated_then_partial() {
     // Someone pushes a new version of the tag: the running container is outdated.
     let second = push_version(&lab, &image, "two", true);
     assert_ne!(first, second);
-    let images = check_now(&app).await;
+    let images = app.check_now().await;
     let g = group(&images, &image);
     assert_eq!(g["status"], "outdated");
     assert_eq!(g["remote_digest"], short(&second).as_str());
@@ -91,7 +77,7 @@ async fn never_pushed_image_is_unknown_with_a_reason() {
     let _c = lab.run(&name, &image, &[]);
     let app = spawn_app(&lab);
     app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
-    let images = check_now(&app).await;
+    let images = app.check_now().await;
     let g = group(&images, &image);
     assert_eq!(g["status"], "unknown");
     assert_eq!(g["remote_digest"], "unknown");
@@ -110,7 +96,7 @@ async fn digest_pinned_container_is_up_to_date_and_never_outdated() {
     let _c = lab.run(&name, &pinned, &[]);
     let app = spawn_app(&lab);
     app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
-    let images = check_now(&app).await;
+    let images = app.check_now().await;
     let (g, item) = find_container(&images, &name).expect("listed");
     assert_eq!(g["image"], pinned.as_str());
     assert_eq!(g["status"], "uptodate");
@@ -127,7 +113,7 @@ async fn basic_auth_registry_through_docker_config() {
     // The lab's DOCKER_CONFIG holds a `docker login` for that registry.
     let app = spawn_app(&lab);
     app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
-    let images = check_now(&app).await;
+    let images = app.check_now().await;
     let g = group(&images, &image);
     assert_eq!(g["status"], "uptodate", "{g}");
 
@@ -136,7 +122,7 @@ async fn basic_auth_registry_through_docker_config() {
     let config = empty.path().to_string_lossy().to_string();
     let anonymous = spawn_app_with(&lab, &[("DOCKER_CONFIG", &config)]);
     anonymous.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
-    let images = check_now(&anonymous).await;
+    let images = anonymous.check_now().await;
     let g = group(&images, &image);
     assert_eq!(g["status"], "unknown");
     let error = g["error"].as_str().expect("error");
@@ -164,7 +150,7 @@ async fn manifest_list_is_compared_by_its_index_digest() {
     let _c = lab.run(&name, &list, &[]);
     let app = spawn_app(&lab);
     app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
-    let images = check_now(&app).await;
+    let images = app.check_now().await;
     let g = group(&images, &list);
     assert_eq!(g["remote_digest"], short(&index_digest).as_str(), "{g}");
     assert_eq!(g["status"], "uptodate", "{g}");
@@ -218,77 +204,6 @@ async fn check_command_prints_json_and_a_table() {
 }
 
 #[tokio::test]
-async fn bearer_token_registry_with_cached_tokens() {
-    use common::registry::TestRegistry;
-    use common::token_server::TokenServer;
-    let lab = lab();
-    let tokens = TokenServer::start();
-    let registry = TestRegistry::start(tokens.registry_auth());
-    let config = tempfile::tempdir().expect("docker config");
-    common::docker_as_ok(
-        &lab,
-        config.path(),
-        &["login", "-u", &tokens.user, "--password-stdin", &registry.addr],
-        Some(&tokens.password),
-    );
-    let image = format!("{}/tok/{}:1", registry.addr, unique("app"));
-    let (digest, _tag) = common::push_base_as(&lab, config.path(), &image);
-    let name = unique("bearer");
-    let _c = lab.run(&name, &image, &[]);
-
-    let config_dir = config.path().to_string_lossy().to_string();
-    let app = spawn_app_with(&lab, &[("DOCKER_CONFIG", &config_dir)]);
-    app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
-    let images = check_now(&app).await;
-    let g = group(&images, &image);
-    assert_eq!(g["status"], "uptodate", "{g}");
-    assert_eq!(g["remote_digest"], short(&digest).as_str());
-
-    // The token is cached: another check asks the registry, not the token server.
-    let fetched = tokens.token_requests();
-    let images = check_now(&app).await;
-    assert_eq!(group(&images, &image)["status"], "uptodate");
-    assert_eq!(tokens.token_requests(), fetched, "token fetched again: {:#?}", tokens.requests());
-    assert!(!app.log().contains(&tokens.password));
-}
-
-#[tokio::test]
-async fn rate_limited_registry_keeps_the_last_status_until_retry_after() {
-    use common::flaky_proxy::{FlakyProxy, Mode, Script};
-    let lab = lab();
-    let proxy = FlakyProxy::start(&lab.registry, Script::forward());
-    let image = format!("{}/limited/{}:1", proxy.addr, unique("app"));
-    let (digest, _tag) = common::push_base_as(&lab, std::path::Path::new(&lab.docker_config), &image);
-    let name = unique("limited");
-    let _c = lab.run(&name, &image, &[]);
-    let app = spawn_app(&lab);
-    app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
-    let before = check_now(&app).await;
-    let g = group(&before, &image);
-    assert_eq!(g["status"], "uptodate");
-    let checked_at = g["checked_at"].clone();
-
-    proxy.set_script(Script::manifests(Mode::too_many_requests(2, 1)));
-    let limited = check_now(&app).await;
-    let g = group(&limited, &image);
-    assert_eq!(g["status"], "uptodate", "last known status kept: {g}");
-    assert_eq!(g["remote_digest"], short(&digest).as_str());
-    assert_eq!(g["checked_at"], checked_at, "its age is kept too");
-    assert!(g["error"].as_str().is_some_and(|e| e.contains("429")), "{g}");
-
-    // Within Retry-After the registry is left alone.
-    let seen = proxy.requests();
-    check_now(&app).await;
-    assert_eq!(proxy.requests(), seen, "asked again before Retry-After");
-
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let after = check_now(&app).await;
-    let g = group(&after, &image);
-    assert_eq!(g["status"], "uptodate");
-    assert!(g.get("error").is_none(), "{g}");
-}
-
-#[tokio::test]
 async fn registry_down_keeps_the_last_status_with_an_error() {
     use common::registry::{RegistryAuth, TestRegistry};
     let lab = lab();
@@ -299,12 +214,12 @@ async fn registry_down_keeps_the_last_status_with_an_error() {
     let _c = lab.run(&name, &image, &[]);
     let app = spawn_app(&lab);
     app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
-    assert_eq!(group(&check_now(&app).await, &image)["status"], "uptodate");
+    assert_eq!(group(&app.check_now().await, &image)["status"], "uptodate");
 
     registry.stop();
     for _ in 0..2 {
         // Twice: a pooled connection fails differently from a fresh one.
-        let images = check_now(&app).await;
+        let images = app.check_now().await;
         let g = group(&images, &image);
         assert_eq!(g["status"], "uptodate", "{g}");
         assert_eq!(g["remote_digest"], short(&digest).as_str());
@@ -313,19 +228,17 @@ async fn registry_down_keeps_the_last_status_with_an_error() {
     }
 
     registry.restart();
-    let images = check_now(&app).await;
+    let images = app.check_now().await;
     let g = group(&images, &image);
     assert_eq!(g["status"], "uptodate");
     assert!(g.get("error").is_none(), "{g}");
 }
 
 #[tokio::test]
-async fn polls_on_the_interval_and_never_checks_one_image_twice_at_once() {
-    use common::flaky_proxy::{FlakyProxy, Mode, Script};
+async fn polls_on_the_interval() {
     let lab = lab();
-    let proxy = FlakyProxy::start(&lab.registry, Script::forward());
-    let image = format!("{}/poll/{}:1", proxy.addr, unique("app"));
-    let (first, _tag) = common::push_base_as(&lab, std::path::Path::new(&lab.docker_config), &image);
+    let image = format!("{}/poll/{}:1", lab.registry, unique("app"));
+    let first = push_version(&lab, &image, "one", false);
     let name = unique("poll");
     let _c = lab.run(&name, &image, &[]);
     let app = spawn_app_with(&lab, &[("SHIPSHAPE_POLL_INTERVAL", "2s")]);
@@ -333,23 +246,10 @@ async fn polls_on_the_interval_and_never_checks_one_image_twice_at_once() {
         find_container(i, &name).is_some_and(|(g, _)| g["remote_digest"] == short(&first).as_str())
     })
     .await;
-
     // A new version appears in the registry; nobody asks, the interval finds it.
     push_version(&lab, &image, "two", true);
     app.wait_images(Duration::from_secs(8), "outdated after a poll", |i| {
         find_container(i, &name).is_some_and(|(g, _)| g["status"] == "outdated")
     })
     .await;
-
-    // While a check of the image hangs, further checks wait for it instead of asking again.
-    proxy.set_script(Script::manifests(Mode::Stall));
-    proxy.reset_counts();
-    let (a, b) = (app.client.post(app.url("/api/check")).send(), app.client.post(app.url("/api/check")).send());
-    let both = tokio::spawn(async move { futures::join!(a, b) });
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(proxy.requests_matching("/v2/*/manifests/*"), 1, "{:?}", proxy.path_counts());
-    proxy.set_script(Script::forward());
-    let (a, b) = both.await.expect("join");
-    assert_eq!(a.expect("first check").status(), 200);
-    assert_eq!(b.expect("second check").status(), 200);
 }

@@ -231,16 +231,10 @@ fn accept_loop(mut listener: Option<TcpListener>, addr: &str, shared: Arc<Shared
             }
             continue;
         };
-        match l.accept() {
-            Ok((conn, _)) => {
-                let sh = shared.clone();
-                let _ = std::thread::Builder::new().name("flaky-proxy-conn".into()).spawn(move || {
-                    let _ = handle(conn, &sh);
-                });
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(2)),
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
+        let sh = shared.clone();
+        super::accept_once(l, "flaky-proxy-conn", move |conn| {
+            let _ = handle(conn, &sh);
+        });
     }
 }
 

@@ -179,6 +179,22 @@ pub fn push_base_as<'a>(lab: &'a Lab, config: &Path, image: &str) -> (String, Ta
     (digest, guard)
 }
 
+/// One accept on a non-blocking listener of a test server: each connection
+/// is served on a thread of its own; an idle listener naps briefly.
+pub fn accept_once(
+    listener: &std::net::TcpListener,
+    name: &str,
+    serve: impl FnOnce(std::net::TcpStream) + Send + 'static,
+) {
+    match listener.accept() {
+        Ok((conn, _)) => {
+            let _ = std::thread::Builder::new().name(name.into()).spawn(move || serve(conn));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(2)),
+        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+    }
+}
+
 /// A name no other test (or earlier run) uses.
 pub fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
@@ -284,6 +300,13 @@ impl TestApp {
         resp.json::<Vec<Value>>().await.expect("images json")
     }
 
+    /// `POST /api/check`: a registry check now, answered with the fresh view.
+    pub async fn check_now(&self) -> Vec<Value> {
+        let resp = self.client.post(self.url("/api/check")).send().await.expect("POST /api/check");
+        assert_eq!(resp.status(), 200);
+        resp.json().await.expect("json")
+    }
+
     /// Polls `GET /api/images` until `pred` holds, or panics after `within`.
     pub async fn wait_images(&self, within: Duration, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let deadline = Instant::now() + within;
@@ -316,6 +339,15 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The contract's short digest: `sha256:` and 10 hex digits.
+pub fn short(digest: &str) -> String {
+    digest.chars().take(17).collect()
+}
+
+pub fn group<'a>(images: &'a [Value], image: &str) -> &'a Value {
+    images.iter().find(|g| g["image"] == image).unwrap_or_else(|| panic!("no group {image} in {images:#?}"))
 }
 
 pub fn find_container<'a>(images: &'a [Value], name: &str) -> Option<(&'a Value, &'a Value)> {

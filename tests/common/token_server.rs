@@ -255,16 +255,10 @@ impl Drop for TokenServer {
 
 fn accept_loop(listener: TcpListener, state: Arc<State>) {
     while !state.stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((conn, _)) => {
-                let st = state.clone();
-                let _ = std::thread::Builder::new().name("token-conn".into()).spawn(move || {
-                    let _ = handle(conn, &st);
-                });
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(2)),
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
+        let st = state.clone();
+        super::accept_once(&listener, "token-conn", move |conn| {
+            let _ = handle(conn, &st);
+        });
     }
 }
 
