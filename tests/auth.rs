@@ -113,6 +113,25 @@ async fn login_cookie_opens_api_and_websocket_until_logout() {
 }
 
 #[tokio::test]
+async fn login_renews_the_session_key() {
+    let lab = lab();
+    let app = app_with_password(&lab);
+    let (first, _) = session_cookie(&login(&plain_client(), &app, "admin", PASSWORD).await);
+    // Logging in again while holding a key must not keep that key (fixation).
+    let again = plain_client()
+        .post(app.url("/api/login"))
+        .header(COOKIE, &first)
+        .json(&json!({ "user": "admin", "pass": PASSWORD }))
+        .send()
+        .await
+        .expect("login");
+    let (second, _) = session_cookie(&again);
+    assert_ne!(first, second);
+    assert_eq!(get_with_cookie(&app, "/api/images", &second).await.status(), StatusCode::OK);
+    assert_eq!(get_with_cookie(&app, "/api/images", &first).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn session_survives_sigkill_and_restart() {
     let lab = lab();
     let mut app = app_with_password(&lab);

@@ -256,6 +256,16 @@ mod tests {
     }
 
     #[test]
+    fn limiter_has_a_global_ceiling_across_addresses() {
+        let limiter = LoginLimiter::default();
+        for i in 0..ATTEMPTS_IN_TOTAL {
+            let address: IpAddr = [127, 1, (i / 256) as u8, (i % 256) as u8].into();
+            assert!(limiter.attempt(address).is_ok(), "attempt {i}");
+        }
+        assert!(limiter.attempt([127, 2, 0, 0].into()).is_err(), "a fresh address over the global ceiling");
+    }
+
+    #[test]
     fn constant_time_eq_is_eq() {
         for (a, b) in [("", ""), ("a", "a"), ("a", ""), ("", "a"), ("ab", "a"), ("ab", "ba"), ("admin", "admin")] {
             assert_eq!(constant_time_eq(a.as_bytes(), b.as_bytes()), a == b, "{a:?} {b:?}");
