@@ -109,7 +109,7 @@ pub struct AuthArgs {
         conflicts_with = "password"
     )]
     pub password_hash: Option<String>,
-    /// How long a login lasts without use, e.g. `7d`, `12h`.
+    /// How long a login lasts, e.g. `7d`, `12h`.
     #[arg(long, env = "SHIPSHAPE_SESSION_TTL", default_value = "7d", value_parser = parse_interval)]
     pub session_ttl: Duration,
     /// Key that signs and encrypts session cookies (at least 32 bytes);
