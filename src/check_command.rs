@@ -7,7 +7,9 @@ use std::time::SystemTime;
 use crate::config::CheckArgs;
 use crate::docker::engine::{self, DockerError};
 use crate::inventory::view::{build_groups, references, ImageGroup, RemoteStates};
-use crate::registry::check::{check_all, merge, IgnoredRegistries};
+use futures::StreamExt;
+
+use crate::registry::check::{check_each, merge, IgnoredRegistries};
 use crate::registry::client::{ClientOptions, RegistryClient, RegistryError};
 use crate::registry::credentials::{self, CredentialsError};
 use crate::registry::insecure::InsecureRegistries;
@@ -43,7 +45,7 @@ pub async fn run(args: &CheckArgs) -> Result<Vec<ImageGroup>, CheckError> {
         ..ClientOptions::default()
     })?;
     let ignored = IgnoredRegistries::new(&args.registry.ignore_registries);
-    let outcomes = check_all(&client, references(&snapshot), &ignored).await;
+    let outcomes = check_each(client, references(&snapshot), ignored).collect().await;
     let remote = merge(&RemoteStates::new(), outcomes, SystemTime::now());
     let flags = store::read_auto_update(&args.data_dir).unwrap_or_default();
     Ok(build_groups(&snapshot, &remote, &flags))

@@ -253,3 +253,29 @@ async fn polls_on_the_interval() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_hanging_registry_does_not_hold_back_the_others() {
+    use common::flaky_proxy::{FlakyProxy, Mode, Script};
+    let lab = lab();
+    let proxy = FlakyProxy::start(&lab.registry, Script::forward());
+    let slow = format!("{}/slow/{}:1", proxy.addr, unique("app"));
+    let (_, _tag) = common::push_base_as(&lab, std::path::Path::new(&lab.docker_config), &slow);
+    let fast = format!("{}/fast/{}:1", lab.registry, unique("app"));
+    push_version(&lab, &fast, "fast", false);
+    let (slow_name, fast_name) = (unique("slow"), unique("fast"));
+    let _s = lab.run(&slow_name, &slow, &[]);
+    let _f = lab.run(&fast_name, &fast, &[]);
+    proxy.set_script(Script::manifests(Mode::Stall));
+
+    let app = spawn_app(&lab);
+    let images = app
+        .wait_images(Duration::from_secs(5), "the fast registry's answer", |i| {
+            find_container(i, &fast_name).is_some_and(|(g, _)| g["status"] == "uptodate")
+        })
+        .await;
+    let hanging = group(&images, &slow);
+    assert_eq!(hanging["status"], "unknown");
+    assert!(hanging.get("checked_at").is_none() && hanging.get("error").is_none(), "still in flight: {hanging}");
+    proxy.set_script(Script::forward());
+}

@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, Stream, StreamExt};
 
 use super::client::{RegistryClient, RegistryError};
 use super::reference::ImageRef;
@@ -42,25 +42,30 @@ pub struct CheckOutcome {
     pub result: Result<String, RegistryError>,
 }
 
-/// Checks every image once, concurrently. A digest-pinned reference needs no
-/// request: the pin is what the container is meant to run.
-pub async fn check_all(
-    client: &RegistryClient,
+/// Checks every image once, concurrently, yielding each outcome as soon as
+/// it is known (one slow registry does not hold back the others). A
+/// digest-pinned reference needs no request: the pin is what the container is
+/// meant to run.
+pub fn check_each(
+    client: RegistryClient,
     images: Vec<ImageRef>,
-    ignored: &IgnoredRegistries,
-) -> Vec<CheckOutcome> {
+    ignored: IgnoredRegistries,
+) -> impl Stream<Item = CheckOutcome> {
     stream::iter(images)
-        .map(|image| async move {
-            let result = match &image.digest {
-                Some(pin) => Ok(pin.clone()),
-                None if ignored.contains(&image) => Err(RegistryError::Ignored { registry: image.registry.clone() }),
-                None => client.remote_digest(&image).await,
-            };
-            CheckOutcome { image, result }
+        .map(move |image| {
+            let (client, ignored) = (client.clone(), ignored.clone());
+            async move {
+                let result = match &image.digest {
+                    Some(pin) => Ok(pin.clone()),
+                    None if ignored.contains(&image) => {
+                        Err(RegistryError::Ignored { registry: image.registry.clone() })
+                    }
+                    None => client.remote_digest(&image).await,
+                };
+                CheckOutcome { image, result }
+            }
         })
         .buffer_unordered(PARALLEL_CHECKS)
-        .collect()
-        .await
 }
 
 /// Folds outcomes into the states shown by the API. Transient failures

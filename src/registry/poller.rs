@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient, ResponseFuture, WrapFuture};
+use actix::{Actor, ActorStreamExt, AsyncContext, Context, Handler, Message, Recipient, ResponseFuture};
 use bollard::Docker;
 use futures::channel::oneshot;
+use futures::stream::{self, StreamExt};
 
-use super::check::{check_all, merge, IgnoredRegistries};
+use super::check::{check_each, merge, CheckOutcome, IgnoredRegistries};
 use super::client::RegistryClient;
 use super::insecure::InsecureRegistries;
 use super::reference::ImageRef;
@@ -83,31 +84,39 @@ impl RegistryPoller {
         }
         let client = self.client.clone();
         let (docker, extra, ignored) = (self.docker.clone(), self.extra_insecure.clone(), self.ignored.clone());
-        let round = async move {
-            // The engine decides which registries may be spoken to over plain
-            // http; ask it each round so configuration changes are picked up.
-            match docker.info().await {
-                Ok(info) => client.set_insecure(InsecureRegistries::from_engine(&info, &extra)),
-                Err(e) => tracing::debug!("engine info unavailable, keeping insecure-registry list: {e}"),
+        // The engine decides which registries may be spoken to over plain
+        // http; ask it each round so configuration changes are picked up.
+        let refresh_insecure = {
+            let client = client.clone();
+            async move {
+                match docker.info().await {
+                    Ok(info) => client.set_insecure(InsecureRegistries::from_engine(&info, &extra)),
+                    Err(e) => tracing::debug!("engine info unavailable, keeping insecure-registry list: {e}"),
+                }
             }
-            check_all(&client, to_check, &ignored).await
         };
-        ctx.spawn(round.into_actor(self).map(|outcomes, this, _| {
-            let fresh = merge(&this.results, outcomes, SystemTime::now());
-            for key in fresh.keys() {
-                for waiter in this.in_flight.remove(key).unwrap_or_default() {
-                    let _ = waiter.send(());
-                }
-            }
-            for (key, state) in &fresh {
-                if let Some(error) = &state.error {
-                    tracing::info!(image = %key, "check failed: {error}");
-                }
-            }
-            this.results.extend(fresh.clone());
-            this.inventory.do_send(RemoteChanged(fresh));
-        }));
+        let outcomes = stream::once(refresh_insecure)
+            .flat_map(move |()| check_each(client.clone(), to_check.clone(), ignored.clone()));
+        ctx.spawn(actix::fut::wrap_stream(outcomes).map(|outcome, this: &mut Self, _| this.apply(outcome)).finish());
         done
+    }
+}
+
+impl RegistryPoller {
+    /// Records one image's outcome, releases whoever waited for that check
+    /// and tells the inventory.
+    fn apply(&mut self, outcome: CheckOutcome) {
+        let fresh = merge(&self.results, vec![outcome], SystemTime::now());
+        for (key, state) in &fresh {
+            for waiter in self.in_flight.remove(key).unwrap_or_default() {
+                let _ = waiter.send(());
+            }
+            if let Some(error) = &state.error {
+                tracing::info!(image = %key, "check failed: {error}");
+            }
+        }
+        self.results.extend(fresh.clone());
+        self.inventory.do_send(RemoteChanged(fresh));
     }
 }
 
