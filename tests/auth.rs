@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::time::Duration;
 
 use common::{lab, spawn_app_with, TestApp};
 use reqwest::header::{COOKIE, ORIGIN, SET_COOKIE};
@@ -16,7 +15,7 @@ fn app_with_password(lab: &common::Lab) -> TestApp {
 }
 
 fn plain_client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
+    common::http_client()
 }
 
 async fn login(client: &reqwest::Client, app: &TestApp, user: &str, pass: &str) -> reqwest::Response {

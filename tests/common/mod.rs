@@ -225,7 +225,18 @@ pub fn spawn_app_with(lab: &Lab, env: &[(&str, &str)]) -> TestApp {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().cookie_store(true).timeout(Duration::from_secs(30)).build().expect("client")
+    client_builder().cookie_store(true).build().expect("client")
+}
+
+/// A client without a cookie jar, for tests that handle cookies themselves.
+pub fn http_client() -> reqwest::Client {
+    client_builder().build().expect("client")
+}
+
+fn client_builder() -> reqwest::ClientBuilder {
+    // Idle connections are dropped well before the server's 5 s keep-alive
+    // closes them, so a request never races a closing connection.
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_idle_timeout(Duration::from_secs(2))
 }
 
 fn start(lab: &Lab, data_dir: &Path, env: &[(String, String)]) -> (Child, Arc<Mutex<String>>, String) {
