@@ -2,7 +2,6 @@
 
 mod common;
 
-
 use common::{lab, spawn_app_with, TestApp};
 use reqwest::header::{COOKIE, ORIGIN, SET_COOKIE};
 use reqwest::StatusCode;
