@@ -78,7 +78,7 @@ async fn rate_limited_registry_keeps_the_last_status_until_retry_after() {
     app.check_now().await;
     assert_eq!(proxy.requests(), seen, "asked again before Retry-After");
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let after = app.check_now().await;
     let g = group(&after, &image);
     assert_eq!(g["status"], "uptodate");
