@@ -12,7 +12,7 @@ use futures::StreamExt;
 use crate::registry::check::{check_each, merge, IgnoredRegistries};
 use crate::registry::client::{ClientOptions, RegistryClient, RegistryError};
 use crate::registry::credentials::{self, CredentialsError};
-use crate::registry::insecure::InsecureRegistries;
+use crate::registry::insecure::{self, InsecureError, InsecureRegistries};
 use crate::store::{self, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,22 +25,23 @@ pub enum CheckError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("SHIPSHAPE_INSECURE_REGISTRIES: {0}")]
+    Insecure(#[from] InsecureError),
 }
 
 /// Lists containers and images once each, asks each registry once per
 /// distinct image, and returns the groups.
 pub async fn run(args: &CheckArgs) -> Result<Vec<ImageGroup>, CheckError> {
+    insecure::check_entries(&args.registry.insecure_registries)?;
     let docker = engine::client(args.engine.docker_host.as_deref())?;
     engine::negotiate(&docker).await?;
     let (snapshot, info) = futures::join!(engine::snapshot(&docker), docker.info());
     let snapshot = snapshot?;
-    let insecure = match info {
-        Ok(info) => InsecureRegistries::from_engine(&info, &args.registry.insecure_registries),
-        Err(_) => InsecureRegistries::default(),
-    };
+    // Without the engine's word, loopback and the configured extras only.
+    let info = info.unwrap_or_default();
     let client = RegistryClient::new(ClientOptions {
         docker_config: credentials::load(None)?,
-        insecure,
+        insecure: InsecureRegistries::from_engine(&info, &args.registry.insecure_registries),
         per_registry_concurrency: args.registry.registry_concurrency,
         ..ClientOptions::default()
     })?;

@@ -15,8 +15,8 @@ use shipshape::http::{self, auth::AuthState, AppState, SessionSettings};
 use shipshape::inventory::Inventory;
 use shipshape::registry::check::IgnoredRegistries;
 use shipshape::registry::client::{ClientOptions, RegistryClient};
-use shipshape::registry::credentials;
 use shipshape::registry::poller::RegistryPoller;
+use shipshape::registry::{credentials, insecure};
 use shipshape::store::{self, LoadAutoUpdate, SqliteSessionStore, Store};
 
 /// How often expired sessions are deleted and idle login-limiter entries forgotten.
@@ -59,6 +59,8 @@ fn check(args: &CheckArgs) -> Result<(), AnyError> {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), AnyError> {
+    insecure::check_entries(&args.registry.insecure_registries)
+        .map_err(|e| format!("SHIPSHAPE_INSECURE_REGISTRIES: {e}"))?;
     let conn = store::open(&args.data_dir)?;
     let store = Store::start(conn, args.data_dir.clone());
     let auto_update = store.send(LoadAutoUpdate).await??;
