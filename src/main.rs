@@ -80,14 +80,7 @@ async fn serve(args: ServeArgs) -> Result<(), AnyError> {
     };
     sessions.store.sweep_every(SWEEP_EVERY);
     let auth_state = Arc::new(AuthState { credentials, limiter: LoginLimiter::default() });
-    let limiter_owner = auth_state.clone();
-    actix::spawn(async move {
-        let mut tick = tokio::time::interval(SWEEP_EVERY);
-        loop {
-            tick.tick().await;
-            limiter_owner.limiter.forget_idle();
-        }
-    });
+    auth_state.forget_idle_every(SWEEP_EVERY);
 
     let registry = RegistryClient::new(ClientOptions {
         docker_config: credentials::load(None)?,

@@ -24,6 +24,21 @@ pub struct AuthState {
     pub limiter: LoginLimiter,
 }
 
+impl AuthState {
+    /// Now and then forgets client addresses that stopped trying, so the
+    /// limiter's memory stays bounded.
+    pub fn forget_idle_every(self: &Arc<Self>, every: std::time::Duration) {
+        let state = Arc::clone(self);
+        actix::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                state.limiter.forget_idle();
+            }
+        });
+    }
+}
+
 pub type SharedAuth = web::Data<Arc<AuthState>>;
 
 #[derive(Deserialize)]
