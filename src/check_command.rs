@@ -5,7 +5,10 @@ use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use crate::config::CheckArgs;
+use bollard::models::SystemInfo;
+
 use crate::docker::engine::{self, DockerError};
+use crate::docker::model::EngineSnapshot;
 use crate::inventory::view::{build_groups, references, ImageGroup, RemoteStates};
 use futures::StreamExt;
 
@@ -33,23 +36,38 @@ pub enum CheckError {
 /// distinct image, and returns the groups.
 pub async fn run(args: &CheckArgs) -> Result<Vec<ImageGroup>, CheckError> {
     insecure::check_entries(&args.registry.insecure_registries)?;
-    let docker = engine::client(args.engine.docker_host.as_deref())?;
-    engine::negotiate(&docker).await?;
-    let (snapshot, info) = futures::join!(engine::snapshot(&docker), docker.info());
-    let snapshot = snapshot?;
-    // Without the engine's word, loopback and the configured extras only.
-    let info = info.unwrap_or_default();
-    let client = RegistryClient::new(ClientOptions {
-        docker_config: credentials::load(None)?,
-        insecure: InsecureRegistries::from_engine(&info, &args.registry.insecure_registries),
-        per_registry_concurrency: args.registry.registry_concurrency,
-        ..ClientOptions::default()
-    })?;
+    // Building the HTTP client reads the system's CA certificates: do it on
+    // another thread while the engine answers.
+    let options = ClientOptions { per_registry_concurrency: args.registry.registry_concurrency, ..Default::default() };
+    let client = tokio::task::spawn_blocking(move || -> Result<RegistryClient, CheckError> {
+        let docker_config = credentials::load(None)?;
+        Ok(RegistryClient::new(ClientOptions { docker_config, ..options })?)
+    });
+    let (snapshot, info) = engine_state(args.engine.docker_host.as_deref()).await?;
+    let client = client.await.map_err(|e| RegistryError::Client(e.to_string()))??;
+    client.set_insecure(InsecureRegistries::from_engine(&info, &args.registry.insecure_registries));
     let ignored = IgnoredRegistries::new(&args.registry.ignore_registries);
     let outcomes = check_each(client, references(&snapshot), ignored).collect().await;
     let remote = merge(&RemoteStates::new(), outcomes, SystemTime::now());
     let flags = store::read_auto_update(&args.data_dir).unwrap_or_default();
     Ok(build_groups(&snapshot, &remote, &flags))
+}
+
+/// The running containers, the images and the engine's registry settings.
+/// Asks in the API version nearly every engine speaks straight away, and
+/// negotiates only when that fails (an engine older than 20.10 or newer than 28).
+async fn engine_state(docker_host: Option<&str>) -> Result<(EngineSnapshot, SystemInfo), CheckError> {
+    if let Some(docker) = engine::client_speaking(docker_host, &engine::COMMON_API_VERSION) {
+        let (snapshot, info) = futures::join!(engine::snapshot(&docker), docker.info());
+        if let Ok(snapshot) = snapshot {
+            return Ok((snapshot, info.unwrap_or_default()));
+        }
+    }
+    let docker = engine::client(docker_host)?;
+    engine::negotiate(&docker).await?;
+    let (snapshot, info) = futures::join!(engine::snapshot(&docker), docker.info());
+    // Without the engine's word on insecure registries: loopback and the configured extras only.
+    Ok((snapshot?, info.unwrap_or_default()))
 }
 
 /// A plain table: one row per container, then the errors behind unknown statuses.

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use bollard::errors::Error as BollardError;
 use bollard::query_parameters::{EventsOptions, ListContainersOptions, ListImagesOptions};
-use bollard::Docker;
+use bollard::{ClientVersion, Docker};
 use futures::stream::{self, StreamExt};
 
 use super::model::{is_image_id_reference, strip_name, Container, EngineSnapshot, Image};
@@ -40,6 +40,21 @@ pub fn client(docker_host: Option<&str>) -> Result<Docker, DockerError> {
         }
         other => other,
     }
+}
+
+/// The API version every engine from Docker 20.10 to 28 speaks.
+pub const COMMON_API_VERSION: ClientVersion = ClientVersion { major_version: 1, minor_version: 41 };
+
+/// A client that speaks `version` without asking the daemon first, for a
+/// one-shot run where the `/version` round trip would delay everything else.
+/// Only for local sockets; `None` for other hosts (use [`client`] and [`negotiate`]).
+pub fn client_speaking(docker_host: Option<&str>, version: &ClientVersion) -> Option<Docker> {
+    let host = match docker_host {
+        Some(h) => h.to_string(),
+        None => std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into()),
+    };
+    let host = if host.starts_with('/') { format!("unix://{host}") } else { host };
+    host.starts_with("unix://").then(|| Docker::connect_with_unix(&host, 120, version).ok()).flatten()
 }
 
 /// Agrees on an API version with the daemon: bollard speaks a newer one than
@@ -135,4 +150,28 @@ pub async fn image(docker: &Docker, id_or_ref: &str) -> Result<Option<Image>, Do
 
 pub fn is_not_found(e: &BollardError) -> bool {
     matches!(e, BollardError::DockerResponseServerError { status_code: 404, .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn speaks_a_fixed_version_only_over_local_sockets() {
+        let dir = std::env::temp_dir().join(format!("shipshape-sock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let socket = dir.join("docker.sock");
+        std::fs::write(&socket, b"").expect("socket stand-in");
+        let path = socket.to_string_lossy().to_string();
+        let cases: [(String, bool); 4] = [
+            (path.clone(), true),
+            (format!("unix://{path}"), true),
+            ("tcp://127.0.0.1:2375".into(), false),
+            (format!("unix://{}/missing.sock", dir.display()), false),
+        ];
+        for (host, speaks) in cases {
+            assert_eq!(client_speaking(Some(&host), &COMMON_API_VERSION).is_some(), speaks, "{host}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
