@@ -1,14 +1,15 @@
 //! `shipshape check`: one round of the same engine the service runs, printed
 //! for scripts and cron (a table, or the `GET /api/images` JSON).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use crate::config::CheckArgs;
-use bollard::models::SystemInfo;
+use bollard::Docker;
 
+use crate::config::CheckArgs;
 use crate::docker::engine::{self, DockerError};
-use crate::docker::model::EngineSnapshot;
+use crate::docker::model::{Container, EngineSnapshot};
 use crate::inventory::view::{build_groups, references, ImageGroup, RemoteStates};
 use futures::StreamExt;
 
@@ -34,8 +35,14 @@ pub enum CheckError {
 
 /// Lists containers and images once each, asks each registry once per
 /// distinct image, and returns the groups.
+///
+/// The registry requests are most of the time, so they start as soon as the
+/// containers are known: the image list (only needed for the local digests)
+/// and, when it can matter, the engine's insecure-registry settings are
+/// fetched while the registries answer.
 pub async fn run(args: &CheckArgs) -> Result<Vec<ImageGroup>, CheckError> {
-    insecure::check_entries(&args.registry.insecure_registries)?;
+    let extra_insecure = &args.registry.insecure_registries;
+    insecure::check_entries(extra_insecure)?;
     // Building the HTTP client reads the system's CA certificates: do it on
     // another thread while the engine answers.
     let options = ClientOptions { per_registry_concurrency: args.registry.registry_concurrency, ..Default::default() };
@@ -43,31 +50,41 @@ pub async fn run(args: &CheckArgs) -> Result<Vec<ImageGroup>, CheckError> {
         let docker_config = credentials::load(None)?;
         Ok(RegistryClient::new(ClientOptions { docker_config, ..options })?)
     });
-    let (snapshot, info) = engine_state(args.engine.docker_host.as_deref()).await?;
-    let client = client.await.map_err(|e| RegistryError::Client(e.to_string()))??;
-    client.set_insecure(InsecureRegistries::from_engine(&info, &args.registry.insecure_registries));
-    let ignored = IgnoredRegistries::new(&args.registry.ignore_registries);
-    let outcomes = check_each(client, references(&snapshot), ignored).collect().await;
+    let (docker, containers) = first_contact(args.engine.docker_host.as_deref()).await?;
+    let checks = async {
+        let images = references(containers.values());
+        let client = client.await.map_err(|e| RegistryError::Client(e.to_string()))??;
+        let without_engine = InsecureRegistries::without_engine(extra_insecure);
+        let insecure = if without_engine.engine_may_add_to(&images) {
+            // Without the engine's word: loopback and the configured extras only.
+            InsecureRegistries::from_engine(&docker.info().await.unwrap_or_default(), extra_insecure)
+        } else {
+            without_engine
+        };
+        client.set_insecure(insecure);
+        let ignored = IgnoredRegistries::new(&args.registry.ignore_registries);
+        Ok::<_, CheckError>(check_each(client, images, ignored).collect::<Vec<_>>().await)
+    };
+    let (outcomes, images) = futures::try_join!(checks, async { Ok(engine::local_images(&docker).await?) })?;
     let remote = merge(&RemoteStates::new(), outcomes, SystemTime::now());
     let flags = store::read_auto_update(&args.data_dir).unwrap_or_default();
-    Ok(build_groups(&snapshot, &remote, &flags))
+    Ok(build_groups(&EngineSnapshot { containers, images }, &remote, &flags))
 }
 
-/// The running containers, the images and the engine's registry settings.
-/// Asks in the API version nearly every engine speaks straight away, and
-/// negotiates only when that fails (an engine older than 20.10 or newer than 28).
-async fn engine_state(docker_host: Option<&str>) -> Result<(EngineSnapshot, SystemInfo), CheckError> {
+/// A client that works and the running containers it listed. Speaks the API
+/// version nearly every engine speaks straight away (the `/version` round
+/// trip would delay everything else), and negotiates only when that fails: an
+/// engine older than 20.10 or newer than 28, or a host that is not a local socket.
+async fn first_contact(docker_host: Option<&str>) -> Result<(Docker, HashMap<String, Container>), CheckError> {
     if let Some(docker) = engine::client_speaking(docker_host, &engine::COMMON_API_VERSION) {
-        let (snapshot, info) = futures::join!(engine::snapshot(&docker), docker.info());
-        if let Ok(snapshot) = snapshot {
-            return Ok((snapshot, info.unwrap_or_default()));
+        if let Ok(containers) = engine::running_containers(&docker).await {
+            return Ok((docker, containers));
         }
     }
     let docker = engine::client(docker_host)?;
     engine::negotiate(&docker).await?;
-    let (snapshot, info) = futures::join!(engine::snapshot(&docker), docker.info());
-    // Without the engine's word on insecure registries: loopback and the configured extras only.
-    Ok((snapshot?, info.unwrap_or_default()))
+    let containers = engine::running_containers(&docker).await?;
+    Ok((docker, containers))
 }
 
 /// A plain table: one row per container, then the errors behind unknown statuses.

@@ -83,18 +83,18 @@ pub fn events(
     docker.events(Some(EventsOptions { filters: Some(filters), ..options }))
 }
 
-/// Lists running containers and local images once each. Only containers
-/// whose list entry shows an image id (the tag has moved since they were
-/// created) are inspected, to learn the reference they were created from.
+/// Lists running containers and local images once each, side by side.
 pub async fn snapshot(docker: &Docker) -> Result<EngineSnapshot, DockerError> {
-    let list = docker.list_containers(Some(ListContainersOptions { all: false, ..Default::default() }));
-    let images = docker.list_images(Some(ListImagesOptions { all: false, digests: true, ..Default::default() }));
-    let (list, images) = futures::try_join!(list, images)?;
+    let (containers, images) = futures::try_join!(running_containers(docker), local_images(docker))?;
+    Ok(EngineSnapshot { containers, images })
+}
 
-    let mut snapshot = EngineSnapshot::default();
-    for image in images {
-        snapshot.images.insert(image.id.clone(), Image { id: image.id, repo_digests: image.repo_digests });
-    }
+/// The running containers by id. Only containers whose list entry shows an
+/// image id (the tag has moved since they were created) are inspected, to
+/// learn the reference they were created from.
+pub async fn running_containers(docker: &Docker) -> Result<HashMap<String, Container>, DockerError> {
+    let list = docker.list_containers(Some(ListContainersOptions { all: false, ..Default::default() })).await?;
+    let mut containers = HashMap::with_capacity(list.len());
     let mut to_inspect = Vec::new();
     for summary in list {
         let (Some(id), Some(image_id)) = (summary.id, summary.image_id) else { continue };
@@ -103,7 +103,7 @@ pub async fn snapshot(docker: &Docker) -> Result<EngineSnapshot, DockerError> {
         if is_image_id_reference(&image_ref, &image_id) {
             to_inspect.push(id);
         } else {
-            snapshot.containers.insert(id.clone(), Container { id, name, image_ref, image_id });
+            containers.insert(id.clone(), Container { id, name, image_ref, image_id });
         }
     }
     let inspected: Vec<_> = stream::iter(to_inspect)
@@ -113,10 +113,17 @@ pub async fn snapshot(docker: &Docker) -> Result<EngineSnapshot, DockerError> {
         .await;
     for c in inspected {
         if let Some(c) = c? {
-            snapshot.containers.insert(c.id.clone(), c);
+            containers.insert(c.id.clone(), c);
         }
     }
-    Ok(snapshot)
+    Ok(containers)
+}
+
+/// The local images by id, with their repository digests.
+pub async fn local_images(docker: &Docker) -> Result<HashMap<String, Image>, DockerError> {
+    let images =
+        docker.list_images(Some(ListImagesOptions { all: false, digests: true, ..Default::default() })).await?;
+    Ok(images.into_iter().map(|i| (i.id.clone(), Image { id: i.id, repo_digests: i.repo_digests })).collect())
 }
 
 /// A container if it exists and is running (paused counts: `docker ps` shows it).

@@ -160,7 +160,7 @@ impl Handler<EngineChanged> for Inventory {
     type Result = ();
     fn handle(&mut self, EngineChanged(snapshot): EngineChanged, ctx: &mut Context<Self>) {
         self.engine = snapshot;
-        let refs = references(&self.engine);
+        let refs = references(self.engine.containers.values());
         let names: Vec<String> = refs.iter().map(|r| r.display_name()).collect();
         if names != self.known_refs {
             self.known_refs = names;

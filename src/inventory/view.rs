@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::docker::model::{is_image_id_reference, EngineSnapshot};
+use crate::docker::model::{is_image_id_reference, Container, EngineSnapshot};
 use crate::registry::digest::{repo_digests_for, shorten};
 use crate::registry::reference::{self, ImageRef};
 
@@ -96,9 +96,9 @@ pub fn container_reference(image_ref: &str, image_id: &str) -> Option<Result<Ima
 }
 
 /// The distinct references the running containers use, as the poller checks them.
-pub fn references(snapshot: &EngineSnapshot) -> Vec<ImageRef> {
+pub fn references<'a>(containers: impl IntoIterator<Item = &'a Container>) -> Vec<ImageRef> {
     let mut refs: BTreeMap<String, ImageRef> = BTreeMap::new();
-    for c in snapshot.containers.values() {
+    for c in containers {
         if let Some(Ok(r)) = container_reference(&c.image_ref, &c.image_id) {
             refs.entry(r.display_name()).or_insert(r);
         }
@@ -293,7 +293,7 @@ mod tests {
 
     #[test]
     fn references_are_distinct() {
-        let refs: Vec<_> = references(&snapshot()).iter().map(ImageRef::display_name).collect();
+        let refs: Vec<_> = references(snapshot().containers.values()).iter().map(ImageRef::display_name).collect();
         assert_eq!(refs, ["myapp:dev", "nginx:latest"]);
     }
 }

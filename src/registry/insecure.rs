@@ -17,6 +17,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 use thiserror::Error;
 
+use super::reference::ImageRef;
+
 /// The CIDRs the engine treats as insecure when nothing else is configured.
 const LOOPBACK_CIDRS: [&str; 2] = ["127.0.0.0/8", "::1/128"];
 
@@ -93,6 +95,21 @@ impl InsecureRegistries {
             }
         }
         out
+    }
+
+    /// Loopback and `extra`: what is insecure before the engine has said anything.
+    pub fn without_engine(extra: &[String]) -> Self {
+        Self::from_engine(&bollard::models::SystemInfo::default(), extra)
+    }
+
+    /// Whether the engine's settings could change how `images` are fetched,
+    /// `self` being [`Self::without_engine`]. dockerd counts loopback insecure
+    /// whatever it is told and marks no other registry secure but Docker Hub,
+    /// so the engine can only add registries, Docker Hub is always https, and
+    /// pinned images need no request: only other registries not already
+    /// insecure need the engine's word.
+    pub fn engine_may_add_to(&self, images: &[ImageRef]) -> bool {
+        images.iter().any(|i| !i.is_pinned() && !i.is_docker_hub() && !self.is_insecure(&i.registry))
     }
 
     /// Adds one `host`, `host:port` or CIDR entry. A `host` without port
@@ -220,6 +237,25 @@ mod tests {
 
     fn strings(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn engine_word_needed_only_for_registries_it_could_make_insecure() {
+        let without = InsecureRegistries::without_engine(&strings(&["registry.lan:5000"]));
+        let cases: [(&[&str], bool); 7] = [
+            (&[], false),
+            (&["127.0.0.1:5000/a", "localhost:5000/b:1"], false),
+            (&["nginx", "docker.io/library/redis:7"], false),
+            (&["registry.lan:5000/app"], false),
+            (&["ghcr.io/o/r@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"], false),
+            (&["ghcr.io/o/r:v1"], true),
+            (&["127.0.0.1:5000/a", "registry.lan:5001/app"], true),
+        ];
+        for (refs, want) in cases {
+            let images: Vec<ImageRef> =
+                refs.iter().map(|r| crate::registry::reference::parse(r).expect("valid reference")).collect();
+            assert_eq!(without.engine_may_add_to(&images), want, "{refs:?}");
+        }
     }
 
     #[test]

@@ -109,6 +109,10 @@ impl ImageRef {
         out
     }
 
+    pub fn is_docker_hub(&self) -> bool {
+        self.registry == DOCKER_HUB
+    }
+
     /// The host to send registry API requests to. Docker Hub's name
     /// (`docker.io`) is not the host that serves its API.
     pub fn registry_endpoint(&self) -> &str {
