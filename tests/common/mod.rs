@@ -6,6 +6,7 @@
 pub mod flaky_proxy;
 pub mod registry;
 pub mod token_server;
+pub mod wire;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

@@ -16,7 +16,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
@@ -33,6 +33,7 @@ use p256::pkcs8::DecodePrivateKey as _;
 use serde_json::{json, Value};
 
 use super::registry::RegistryAuth;
+use super::wire::{invalid, read_body, read_head, reason, Head};
 
 /// How a [`TokenServer`] behaves. `Default` gives a random password and
 /// identity token, pull+push for the user, nothing for anonymous callers.
@@ -263,59 +264,24 @@ fn accept_loop(listener: TcpListener, state: Arc<State>) {
 }
 
 struct Request {
-    method: String,
+    head: Head,
     path: String,
     query: String,
-    headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
 
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-}
-
 fn read_request(conn: &TcpStream) -> std::io::Result<Request> {
-    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
     let mut reader = BufReader::new(conn);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next().ok_or_else(|| bad("no method"))?.to_string();
-    let target = parts.next().ok_or_else(|| bad("no target"))?.to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h)? == 0 {
-            return Err(bad("eof in headers"));
-        }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-        if headers.len() > 200 {
-            return Err(bad("too many headers"));
-        }
+    let head = read_head(&mut reader)?;
+    if head.header("content-length").and_then(|v| v.trim().parse::<usize>().ok()).is_some_and(|len| len > 1 << 20) {
+        return Err(invalid("body too large"));
     }
-    let len = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    if len > 1 << 20 {
-        return Err(bad("body too large"));
-    }
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body)?;
-    let (path, query) = match target.split_once('?') {
+    let body = read_body(&mut reader, &head)?;
+    let (path, query) = match head.target.split_once('?') {
         Some((p, q)) => (p.to_string(), q.to_string()),
-        None => (target, String::new()),
+        None => (head.target.clone(), String::new()),
     };
-    Ok(Request { method, path, query, headers, body })
+    Ok(Request { head, path, query, body })
 }
 
 fn handle(conn: TcpStream, state: &State) -> std::io::Result<()> {
@@ -327,7 +293,7 @@ fn handle(conn: TcpStream, state: &State) -> std::io::Result<()> {
     let failure = state.failure.lock().map(|f| *f).unwrap_or(None);
 
     let mut params = parse_form(&req.query);
-    let form_post = req.method == "POST";
+    let form_post = req.head.method == "POST";
     if form_post {
         params.extend(parse_form(&String::from_utf8_lossy(&req.body)));
     }
@@ -338,7 +304,7 @@ fn handle(conn: TcpStream, state: &State) -> std::io::Result<()> {
         .flat_map(|(_, v)| v.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>())
         .collect();
     let mut record = TokenRequest {
-        method: req.method.clone(),
+        method: req.head.method.clone(),
         path: req.path.clone(),
         grant: String::new(),
         account: None,
@@ -350,10 +316,10 @@ fn handle(conn: TcpStream, state: &State) -> std::io::Result<()> {
     };
 
     // Who is asking, and may they?
-    let basic = req.header("authorization").and_then(parse_basic);
+    let basic = req.head.header("authorization").and_then(parse_basic);
     let outcome: Result<Option<String>, &str> = if req.path != "/token" {
         Err("not found")
-    } else if !matches!(req.method.as_str(), "GET" | "POST") {
+    } else if !matches!(req.head.method.as_str(), "GET" | "POST") {
         Err("method not allowed")
     } else if form_post {
         match param("grant_type").as_deref() {
@@ -449,7 +415,7 @@ fn handle(conn: TcpStream, state: &State) -> std::io::Result<()> {
     head.push_str("\r\n");
     let mut conn = conn;
     conn.write_all(head.as_bytes())?;
-    if req.method != "HEAD" {
+    if req.head.method != "HEAD" {
         conn.write_all(body.as_bytes())?;
     }
     conn.flush()
@@ -553,20 +519,4 @@ pub fn url_encode(s: &str) -> String {
 
 fn random_hex(bytes: usize) -> String {
     (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Status",
-    }
 }
