@@ -209,7 +209,7 @@ fn serve(conn: TcpStream, sh: &ProxyShared) -> std::io::Result<()> {
     sh.flight.max.fetch_max(now, Ordering::SeqCst);
     std::thread::sleep(sh.delay);
 
-    let result = (|| {
+    let answer = (|| {
         let mut up = TcpStream::connect(&sh.upstream)?;
         up.set_read_timeout(Some(Duration::from_secs(130)))?;
         let mut head = request_line.clone();
@@ -221,15 +221,19 @@ fn serve(conn: TcpStream, sh: &ProxyShared) -> std::io::Result<()> {
         up.write_all(head.as_bytes())?;
         let mut answer = Vec::new();
         up.read_to_end(&mut answer)?;
-        if sh.strip_digest {
-            answer = strip_header(&answer, "docker-content-digest");
-        }
-        let mut conn = conn;
-        conn.write_all(&answer)?;
-        conn.shutdown(Shutdown::Both)
+        Ok::<_, std::io::Error>(answer)
     })();
+    // Out of flight before the client can see the answer: the client's next
+    // request can arrive on another thread before this one runs again, and
+    // must not be counted as overlapping this one.
     sh.flight.now.fetch_sub(1, Ordering::SeqCst);
-    result
+    let mut answer = answer?;
+    if sh.strip_digest {
+        answer = strip_header(&answer, "docker-content-digest");
+    }
+    let mut conn = conn;
+    conn.write_all(&answer)?;
+    conn.shutdown(Shutdown::Both)
 }
 
 fn strip_header(answer: &[u8], name: &str) -> Vec<u8> {
