@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the service: web UI, HTTP API, watcher and poller (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check every running container's image once and print the result
     /// (for scripts and cron); exit 1 when the engine is unreachable.
     Check(CheckArgs),
@@ -80,6 +80,18 @@ pub struct ServeArgs {
     /// How often registries are checked, e.g. `30m`, `6h`.
     #[arg(long, env = "SHIPSHAPE_POLL_INTERVAL", default_value = "6h", value_parser = parse_interval)]
     pub poll_interval: Duration,
+    /// The address users reach shipshape at through a reverse proxy, e.g.
+    /// `https://ships.example.com`: its host is accepted in `Host` and its
+    /// origin may send changes. IP addresses and `localhost` always are.
+    #[arg(long, env = "SHIPSHAPE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Reverse proxies (CIDRs, comma separated) whose `X-Forwarded-For` names
+    /// the client; from anyone else forwarded headers are ignored.
+    #[arg(long, env = "SHIPSHAPE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How often the websocket pings its client and re-checks its login.
+    #[arg(long, env = "SHIPSHAPE_WS_PING_INTERVAL", default_value = "30s", value_parser = parse_interval, hide = true)]
+    pub ws_ping_interval: Duration,
     #[command(flatten)]
     pub engine: EngineArgs,
     #[command(flatten)]
@@ -88,11 +100,29 @@ pub struct ServeArgs {
     pub auth: AuthArgs,
 }
 
+impl ServeArgs {
+    /// Settings that are each valid but wrong together.
+    pub fn validate(&self) -> Result<(), String> {
+        if let (true, Some(password)) = (self.auth.enabled, &self.auth.password) {
+            crate::auth::check_password(password).map_err(|e| e.to_string())?;
+        }
+        if !self.auth.enabled && !self.listen.ip().is_loopback() && !self.auth.off_i_understand {
+            return Err(format!(
+                "SHIPSHAPE_AUTH=off on {}, which is not a loopback address: anyone who reaches it could \
+                 recreate every container. Turn auth on, listen on 127.0.0.1, or set \
+                 SHIPSHAPE_AUTH_OFF_I_UNDERSTAND=true",
+                self.listen
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Args)]
 pub struct AuthArgs {
     /// `on` (default) or `off`. Off leaves every endpoint open: only for a
     /// service reachable by nobody else.
-    #[arg(long = "auth", env = "SHIPSHAPE_AUTH", default_value = "on", value_parser = parse_on_off)]
+    #[arg(long = "auth", env = "SHIPSHAPE_AUTH", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub enabled: bool,
     /// The login name.
     #[arg(long = "auth-user", env = "SHIPSHAPE_AUTH_USER", default_value = "admin")]
@@ -116,8 +146,11 @@ pub struct AuthArgs {
     /// default: generated once and stored.
     #[arg(long, env = "SHIPSHAPE_SESSION_KEY", hide_env_values = true)]
     pub session_key: Option<String>,
+    /// Allows `SHIPSHAPE_AUTH=off` on a non-loopback listen address.
+    #[arg(long = "auth-off-i-understand", env = "SHIPSHAPE_AUTH_OFF_I_UNDERSTAND", default_value = "false", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub off_i_understand: bool,
     /// Send the session cookie only over HTTPS (set behind a TLS proxy).
-    #[arg(long, env = "SHIPSHAPE_COOKIE_SECURE", default_value = "false", value_parser = parse_on_off)]
+    #[arg(long, env = "SHIPSHAPE_COOKIE_SECURE", default_value = "false", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub cookie_secure: bool,
 }
 
@@ -133,6 +166,7 @@ impl std::fmt::Debug for AuthArgs {
             .field("session_ttl", &self.session_ttl)
             .field("session_key", &redact(&self.session_key))
             .field("cookie_secure", &self.cookie_secure)
+            .field("off_i_understand", &self.off_i_understand)
             .finish()
     }
 }
@@ -143,6 +177,14 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
         "off" | "false" | "0" | "no" => Ok(false),
         _ => Err("expected on or off".into()),
     }
+}
+
+/// A CIDR, or a bare address meaning just that address.
+fn parse_network(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not an address or CIDR (examples: 127.0.0.1, 10.0.0.0/8, fd00::/8)"))
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -177,6 +219,14 @@ mod tests {
     }
 
     #[test]
+    fn networks() {
+        assert_eq!(parse_network("127.0.0.1").map(|n| n.to_string()), Ok("127.0.0.1/32".into()));
+        assert_eq!(parse_network(" 192.0.2.0/24").map(|n| n.to_string()), Ok("192.0.2.0/24".into()));
+        assert_eq!(parse_network("::1").map(|n| n.to_string()), Ok("::1/128".into()));
+        assert!(parse_network("proxy.local").is_err());
+    }
+
+    #[test]
     fn on_off() {
         for (s, v) in [("on", true), ("OFF", false), ("true", true), ("0", false)] {
             assert_eq!(parse_on_off(s), Ok(v), "{s}");
@@ -191,6 +241,20 @@ mod tests {
                 .expect("parse");
         let text = format!("{cli:?}");
         assert!(!text.contains("hunter2") && !text.contains("kkkk"), "{text}");
+    }
+
+    #[test]
+    fn auth_off_only_on_loopback_unless_understood() {
+        let validate = |args: &[&str]| {
+            let mut argv = vec!["shipshape"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).expect("parse").serve_args().expect("serve").validate()
+        };
+        assert!(validate(&["--auth=off"]).is_ok());
+        assert!(validate(&["--auth=off", "--listen", "[::1]:8099"]).is_ok());
+        assert!(validate(&["--auth=off", "--listen", "0.0.0.0:8099"]).is_err());
+        assert!(validate(&["--auth=off", "--listen", "0.0.0.0:8099", "--auth-off-i-understand=true"]).is_ok());
+        assert!(validate(&["--listen", "0.0.0.0:8099"]).is_ok());
     }
 
     #[test]

@@ -8,4 +8,5 @@ pub mod docker;
 pub mod http;
 pub mod inventory;
 pub mod registry;
+pub mod startup;
 pub mod store;

@@ -1,23 +1,25 @@
 //! Who may log in: the user name, the argon2id password hash, the cookie
 //! key, and the brute-force limits on login attempts.
 
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use actix::Addr;
 use actix_web::cookie::Key;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use base64::Engine as _;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use rand::distr::{Alphanumeric, SampleString};
 
 use crate::config::AuthArgs;
-use crate::store::{GetSetting, PutSetting, Store, StoreError};
+use crate::store::{EndAllSessions, GetSetting, PutSetting, Store, StoreError};
 
 const PASSWORD_HASH_KEY: &str = "auth_password_hash";
+/// The shortest password accepted from configuration; generated ones are 24 characters.
+pub const MIN_PASSWORD_LEN: usize = 12;
+const GENERATED_PASSWORD_LEN: usize = 24;
 const SESSION_KEY_KEY: &str = "session_key";
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,10 @@ pub enum AuthError {
     ShortSessionKey,
     #[error("stored session key is damaged; remove the session_key setting to generate a new one")]
     BadStoredKey,
+    #[error("SHIPSHAPE_AUTH_PASSWORD is empty: set a password of at least {MIN_PASSWORD_LEN} characters, or unset it to have one generated")]
+    EmptyPassword,
+    #[error("SHIPSHAPE_AUTH_PASSWORD is too short: use at least {MIN_PASSWORD_LEN} characters")]
+    ShortPassword,
     #[error("cannot hash the password: {0}")]
     Hashing(String),
     #[error(transparent)]
@@ -48,6 +54,14 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// A short digest of the password hash, kept in every session: when the
+    /// password changes, sessions made with the old one stop matching.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::new().chain_update(b"shipshape session v1\0").chain_update(&self.password_hash).finalize();
+        hex::encode(&digest[..16])
+    }
+
     /// Always runs the (slow) hash check, so a wrong user name takes as long
     /// to refuse as a wrong password and timing tells nothing.
     pub fn verify(&self, user: &str, password: &str) -> bool {
@@ -112,9 +126,12 @@ async fn put_setting(store: &Addr<Store>, key: &'static str, value: String) -> R
 /// Settles the password at start. A generated password is logged once, with
 /// the user name; nothing else about the password or its hash ever is.
 pub async fn load_credentials(args: &AuthArgs, store: &Addr<Store>) -> Result<Credentials, AuthError> {
+    if let Some(password) = &args.password {
+        check_password(password)?;
+    }
     let stored = setting(store, PASSWORD_HASH_KEY).await?;
     let hash = match plan(args.password.as_deref(), args.password_hash.as_deref(), stored.as_deref()) {
-        PasswordPlan::UseStored => stored.unwrap_or_default(),
+        PasswordPlan::UseStored => stored.clone().unwrap_or_default(),
         PasswordPlan::StoreHash(hash) => {
             PasswordHash::new(hash).map_err(|_| AuthError::BadHash)?;
             put_setting(store, PASSWORD_HASH_KEY, hash.to_string()).await?;
@@ -129,7 +146,7 @@ pub async fn load_credentials(args: &AuthArgs, store: &Addr<Store>) -> Result<Cr
             hash
         }
         PasswordPlan::Generate => {
-            let password = Alphanumeric.sample_string(&mut rand::rng(), 24);
+            let password = Alphanumeric.sample_string(&mut rand::rng(), GENERATED_PASSWORD_LEN);
             let hash = hash_password(&password)?;
             put_setting(store, PASSWORD_HASH_KEY, hash.clone()).await?;
             tracing::warn!(
@@ -141,7 +158,21 @@ pub async fn load_credentials(args: &AuthArgs, store: &Addr<Store>) -> Result<Cr
             hash
         }
     };
+    if stored.as_deref().is_some_and(|old| old != hash) {
+        let ended = store.send(EndAllSessions).await.map_err(|_| StoreError::Unavailable)??;
+        tracing::warn!(sessions = ended, "the password changed: every session has ended");
+    }
     Ok(Credentials { user: args.user.clone(), password_hash: hash })
+}
+
+/// Refuses passwords a guess would find: empty (an unset variable in a
+/// compose file) or shorter than [`MIN_PASSWORD_LEN`].
+pub fn check_password(password: &str) -> Result<(), AuthError> {
+    match password.chars().count() {
+        0 => Err(AuthError::EmptyPassword),
+        n if n < MIN_PASSWORD_LEN => Err(AuthError::ShortPassword),
+        _ => Ok(()),
+    }
 }
 
 /// The key that signs and encrypts session cookies: configured, or generated
@@ -163,40 +194,105 @@ pub async fn load_session_key(args: &AuthArgs, store: &Addr<Store>) -> Result<Ke
     Ok(key)
 }
 
-/// Login attempts allowed per client address and in total, per minute.
-pub const ATTEMPTS_PER_ADDRESS: u32 = 5;
-pub const ATTEMPTS_IN_TOTAL: u32 = 60;
+/// Failed logins allowed per client address (IPv6: per /64) in a minute.
+pub const FAILURES_PER_ADDRESS: usize = 5;
+/// Failed logins in a minute over all addresses past which only addresses
+/// with no recent failure may still try: it slows a guess spread over many
+/// addresses, and never refuses the admin at an address that has not failed.
+pub const GLOBAL_FAILURES: usize = 300;
+/// Addresses remembered at most; the one whose last failure is oldest makes room.
+pub const TRACKED_ADDRESSES: usize = 10_000;
+const WINDOW: Duration = Duration::from_secs(60);
 
-/// Brute-force brake on `POST /api/login`: a few attempts a minute per client
-/// address, and a global ceiling against attacks spread over many addresses.
-pub struct LoginLimiter {
-    per_address: DefaultKeyedRateLimiter<IpAddr>,
-    global: DefaultDirectRateLimiter,
+/// The key failures are counted under: an IPv6 host usually owns a whole /64.
+fn limiter_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+        v4 => v4,
+    }
 }
 
-impl Default for LoginLimiter {
-    fn default() -> Self {
-        let quota = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
-        Self {
-            per_address: RateLimiter::keyed(quota(ATTEMPTS_PER_ADDRESS)),
-            global: RateLimiter::direct(quota(ATTEMPTS_IN_TOTAL)),
+#[derive(Default)]
+struct LimiterState {
+    /// Failure times in the last window, per address key, oldest first.
+    per_address: HashMap<IpAddr, VecDeque<Instant>>,
+    /// Failure times in the last window over all addresses (at most `GLOBAL_FAILURES`).
+    global: VecDeque<Instant>,
+}
+
+impl LimiterState {
+    fn prune(&mut self, now: Instant) {
+        while self.global.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+            self.global.pop_front();
         }
     }
 }
 
+/// Brute-force brake on `POST /api/login`. An attempt is counted as a failure
+/// before the password is checked (so parallel guesses cannot slip past the
+/// count while hashing) and forgiven when it succeeds: only failures count.
+#[derive(Default)]
+pub struct LoginLimiter {
+    state: Mutex<LimiterState>,
+}
+
 impl LoginLimiter {
-    /// Counts an attempt; `Err(wait)` when it must be refused.
-    pub fn attempt(&self, address: IpAddr) -> Result<(), Duration> {
-        let clock = DefaultClock::default();
-        self.per_address.check_key(&address).map_err(|not_until| not_until.wait_time_from(clock.now()))?;
-        self.global.check().map_err(|not_until| not_until.wait_time_from(clock.now()))?;
+    /// Counts an attempt from `address`; `Err(wait)` when it must be refused.
+    pub fn attempt(&self, address: IpAddr, now: Instant) -> Result<(), Duration> {
+        let key = limiter_key(address);
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.prune(now);
+        let recent = state.per_address.get_mut(&key).map(|times| {
+            while times.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+                times.pop_front();
+            }
+            times.clone()
+        });
+        let recent = recent.unwrap_or_default();
+        if recent.len() >= FAILURES_PER_ADDRESS {
+            return Err(wait_until(recent.front(), now));
+        }
+        if state.global.len() >= GLOBAL_FAILURES && !recent.is_empty() {
+            return Err(wait_until(state.global.front(), now).min(wait_until(recent.back(), now)));
+        }
+        if !state.per_address.contains_key(&key) && state.per_address.len() >= TRACKED_ADDRESSES {
+            let stalest = state.per_address.iter().min_by_key(|(_, t)| t.back().copied()).map(|(k, _)| *k);
+            if let Some(stalest) = stalest {
+                state.per_address.remove(&stalest);
+            }
+        }
+        state.per_address.entry(key).or_default().push_back(now);
+        if state.global.len() >= GLOBAL_FAILURES {
+            state.global.pop_front();
+        }
+        state.global.push_back(now);
         Ok(())
     }
 
-    /// Forgets addresses that have been quiet, so memory stays bounded.
-    pub fn forget_idle(&self) {
-        self.per_address.retain_recent();
+    /// A correct login: the address's failures are forgiven.
+    pub fn succeeded(&self, address: IpAddr) {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.per_address.remove(&limiter_key(address));
     }
+
+    /// Forgets addresses whose failures are all older than the window, so
+    /// memory stays bounded between attacks.
+    pub fn forget_idle(&self, now: Instant) {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.prune(now);
+        state.per_address.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
+    }
+
+    pub fn tracked_addresses(&self) -> usize {
+        self.state.lock().map_or(0, |s| s.per_address.len())
+    }
+}
+
+fn wait_until(oldest: Option<&Instant>, now: Instant) -> Duration {
+    oldest.map_or(WINDOW, |t| (*t + WINDOW).saturating_duration_since(now)).max(Duration::from_secs(1))
 }
 
 #[cfg(test)]
@@ -243,26 +339,83 @@ mod tests {
     }
 
     #[test]
-    fn limiter_refuses_after_the_per_address_quota_but_not_other_addresses() {
+    fn limiter_counts_failures_per_address_and_forgives_success() {
         let limiter = LoginLimiter::default();
+        let now = Instant::now();
         let a: IpAddr = [127, 0, 0, 1].into();
         let b: IpAddr = [127, 0, 0, 2].into();
-        for _ in 0..ATTEMPTS_PER_ADDRESS {
-            assert!(limiter.attempt(a).is_ok());
+        for _ in 0..FAILURES_PER_ADDRESS {
+            assert!(limiter.attempt(a, now).is_ok());
         }
-        let wait = limiter.attempt(a).expect_err("sixth attempt refused");
-        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(60), "{wait:?}");
-        assert!(limiter.attempt(b).is_ok());
+        let wait = limiter.attempt(a, now).expect_err("sixth failure refused");
+        assert_eq!(wait, WINDOW);
+        assert!(limiter.attempt(b, now).is_ok(), "another address is not affected");
+        assert!(limiter.attempt(a, now + WINDOW).is_ok(), "the window passes");
+        // Successes are forgiven: an admin logging in often is never braked.
+        for _ in 0..3 * FAILURES_PER_ADDRESS {
+            assert!(limiter.attempt(b, now).is_ok());
+            limiter.succeeded(b);
+        }
     }
 
     #[test]
-    fn limiter_has_a_global_ceiling_across_addresses() {
+    fn ipv6_is_limited_per_64() {
         let limiter = LoginLimiter::default();
-        for i in 0..ATTEMPTS_IN_TOTAL {
-            let address: IpAddr = [127, 1, (i / 256) as u8, (i % 256) as u8].into();
-            assert!(limiter.attempt(address).is_ok(), "attempt {i}");
+        let now = Instant::now();
+        for i in 0..FAILURES_PER_ADDRESS as u16 {
+            let ip: IpAddr = format!("2001:db8:1:2::{:x}", i + 1).parse().expect("ip");
+            assert!(limiter.attempt(ip, now).is_ok());
         }
-        assert!(limiter.attempt([127, 2, 0, 0].into()).is_err(), "a fresh address over the global ceiling");
+        let same_64: IpAddr = "2001:db8:1:2:ffff::1".parse().expect("ip");
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert!(limiter.attempt(same_64, now).is_err());
+        assert!(limiter.attempt(other_64, now).is_ok());
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().expect("ip");
+        assert_eq!(limiter_key(mapped), IpAddr::from([192, 0, 2, 1]));
+    }
+
+    #[test]
+    fn global_ceiling_slows_known_failers_but_not_a_fresh_address() {
+        let limiter = LoginLimiter::default();
+        let now = Instant::now();
+        let addr = |i: usize| IpAddr::from([10, 1, (i / 256) as u8, (i % 256) as u8]);
+        for i in 0..GLOBAL_FAILURES {
+            assert!(limiter.attempt(addr(i), now).is_ok(), "attempt {i}");
+        }
+        assert!(limiter.attempt(addr(0), now).is_err(), "an address that failed waits while the ceiling is hit");
+        let admin: IpAddr = [127, 0, 0, 1].into();
+        assert!(limiter.attempt(admin, now).is_ok(), "a fresh address may still try");
+        assert!(limiter.attempt(addr(0), now + WINDOW).is_ok(), "the ceiling clears");
+    }
+
+    #[test]
+    fn limiter_memory_is_bounded() {
+        let limiter = LoginLimiter::default();
+        let now = Instant::now();
+        for i in 0..TRACKED_ADDRESSES + 50 {
+            let ip = IpAddr::from([10, (i / 65536) as u8, (i / 256 % 256) as u8, (i % 256) as u8]);
+            let _ = limiter.attempt(ip, now);
+        }
+        assert_eq!(limiter.tracked_addresses(), TRACKED_ADDRESSES);
+        limiter.forget_idle(now + WINDOW);
+        assert_eq!(limiter.tracked_addresses(), 0);
+    }
+
+    #[test]
+    fn password_rules() {
+        assert!(matches!(check_password(""), Err(AuthError::EmptyPassword)));
+        assert!(matches!(check_password("elevenchars"), Err(AuthError::ShortPassword)));
+        assert!(check_password("twelve chars").is_ok());
+        assert!(check_password("ääääääääääää").is_ok(), "characters, not bytes");
+    }
+
+    #[test]
+    fn fingerprint_follows_the_hash() {
+        let a = Credentials { user: "admin".into(), password_hash: hash_password("first password").expect("hash") };
+        let b = Credentials { user: "admin".into(), password_hash: hash_password("first password").expect("hash") };
+        assert_eq!(a.fingerprint(), a.clone().fingerprint());
+        assert_ne!(a.fingerprint(), b.fingerprint(), "a new hash (new salt) ends old sessions");
+        assert_eq!(a.fingerprint().len(), 32);
     }
 
     #[test]

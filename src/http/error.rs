@@ -8,8 +8,10 @@ use crate::inventory::InventoryError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("bad path: {0}")]
-    BadPath(String),
+    /// The contract's text, placeholders and all: the request's own path is
+    /// never echoed back.
+    #[error("bad path: /api/images/{{id}}/{{action}}")]
+    BadPath,
     #[error("unknown action")]
     UnknownAction,
     #[error("container not found")]
@@ -32,6 +34,8 @@ pub enum ApiError {
     TooManyRequests(std::time::Duration),
     #[error("cross-origin request refused")]
     CrossOrigin,
+    #[error("misdirected request")]
+    MisdirectedRequest,
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error("payload too large")]
@@ -44,7 +48,7 @@ pub enum ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::BadPath(_) | ApiError::UnknownAction => StatusCode::BAD_REQUEST,
+            ApiError::BadPath | ApiError::UnknownAction => StatusCode::BAD_REQUEST,
             ApiError::ContainerNotFound | ApiError::GroupNotFound | ApiError::NoProgress | ApiError::NotFound => {
                 StatusCode::NOT_FOUND
             }
@@ -53,6 +57,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::CrossOrigin => StatusCode::FORBIDDEN,
+            ApiError::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -128,7 +133,9 @@ mod tests {
     #[actix_web::test]
     async fn bodies_match_the_contract() {
         let cases = [
-            (ApiError::BadPath("/api/images/x".into()), 400, "bad path: /api/images/x\n"),
+            (ApiError::BadPath, 400, "bad path: /api/images/{id}/{action}\n"),
+            (ApiError::MisdirectedRequest, 421, "misdirected request\n"),
+            (ApiError::CrossOrigin, 403, "cross-origin request refused\n"),
             (ApiError::UnknownAction, 400, "unknown action\n"),
             (ApiError::ContainerNotFound, 404, "container not found\n"),
             (ApiError::NoProgress, 404, "no progress\n"),

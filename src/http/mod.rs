@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod policy;
 pub mod routes;
 pub mod ws;
 
@@ -21,6 +22,7 @@ use crate::inventory::{Inventory, ViewReceiver};
 use crate::registry::poller::RegistryPoller;
 use crate::store::SqliteSessionStore;
 use auth::AuthState;
+use policy::HostPolicy;
 
 /// Request bodies are small JSON documents; anything bigger is refused (413).
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -45,10 +47,12 @@ pub fn server(
     listen: SocketAddr,
     state: AppState,
     auth: Arc<AuthState>,
+    policy: HostPolicy,
     sessions: SessionSettings,
 ) -> std::io::Result<(actix_web::dev::Server, Vec<SocketAddr>)> {
     let state = web::Data::new(state);
     let auth = web::Data::new(auth);
+    let policy = web::Data::new(policy);
     let ttl = actix_web::cookie::time::Duration::seconds(i64::try_from(sessions.ttl.as_secs()).unwrap_or(i64::MAX));
     let bound = HttpServer::new(move || {
         let session = SessionMiddleware::builder(sessions.store.clone(), sessions.key.clone())
@@ -63,13 +67,14 @@ pub fn server(
         App::new()
             .app_data(state.clone())
             .app_data(auth.clone())
+            .app_data(policy.clone())
             .app_data(web::JsonConfig::default().limit(BODY_LIMIT).error_handler(error::json_error))
             .app_data(web::PayloadConfig::default().limit(BODY_LIMIT))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
-            .wrap(middleware::from_fn(auth::guard))
             .wrap(session)
             .wrap(middleware::Compress::default())
+            .wrap(middleware::from_fn(auth::edge))
             .configure(routes::configure)
     })
     .bind(listen)?;

@@ -1,7 +1,7 @@
 //! Handlers: parse the request, ask an actor or read the published view, answer.
 
 use actix_web::http::Method;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{middleware, web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::error::ApiError;
@@ -9,41 +9,25 @@ use super::AppState;
 use crate::inventory::{CurrentView, FindContainer, ToggleAutoUpdate};
 use crate::registry::poller::CheckNow;
 
+/// Public routes first; everything else under `/api` lives in one scope
+/// behind the session guard, so a path the guard does not know is protected.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/health").route(web::get().to(health)).default_service(web::to(method_not_allowed)))
+    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
+    cfg.service(resource("/health").route(web::get().to(health)))
+        .service(resource("/api/login").route(web::post().to(super::auth::login)))
+        .service(resource("/api/logout").route(web::post().to(super::auth::logout)))
+        .service(resource("/api/auth/status").route(web::get().to(super::auth::status)))
         .service(
-            web::resource("/api/images").route(web::get().to(list_images)).default_service(web::to(method_not_allowed)),
+            web::scope("/api")
+                .wrap(middleware::from_fn(super::auth::require_session))
+                .service(resource("/images").route(web::get().to(list_images)))
+                .service(resource("/check").route(web::post().to(check_now)))
+                .service(web::resource("/images/{tail:.*}").default_service(web::to(container_action)))
+                .service(resource("/groups/{image:.*}/update").route(web::post().to(update_group)))
+                .service(resource("/ws").route(web::get().to(super::ws::connect)))
+                .default_service(web::to(not_found)),
         )
-        .service(
-            web::resource("/api/check").route(web::post().to(check_now)).default_service(web::to(method_not_allowed)),
-        )
-        .service(web::resource("/api/images/{tail:.*}").default_service(web::to(container_action)))
-        .service(
-            web::resource("/api/groups/{image:.*}/update")
-                .route(web::post().to(update_group))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/api/login")
-                .route(web::post().to(super::auth::login))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/api/logout")
-                .route(web::post().to(super::auth::logout))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/api/auth/status")
-                .route(web::get().to(super::auth::status))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/api/ws")
-                .route(web::get().to(super::ws::connect))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(web::scope("/api").default_service(web::to(not_found)));
+        .default_service(web::to(not_found));
 }
 
 async fn health() -> HttpResponse {
@@ -88,13 +72,13 @@ impl Action {
 
 /// Splits what follows `/api/images/` into an id and an action, in the
 /// contract's order of checks: the path's shape first, then the action name.
-pub fn parse_container_path<'a>(tail: &'a str, full_path: &str) -> Result<(&'a str, Action), ApiError> {
+pub fn parse_container_path(tail: &str) -> Result<(&str, Action), ApiError> {
     let mut parts = tail.split('/');
     let (Some(id), Some(action), None) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(ApiError::BadPath(full_path.to_string()));
+        return Err(ApiError::BadPath);
     };
     if id.is_empty() || action.is_empty() {
-        return Err(ApiError::BadPath(full_path.to_string()));
+        return Err(ApiError::BadPath);
     }
     let action = match action {
         "update" => Action::Update,
@@ -107,7 +91,7 @@ pub fn parse_container_path<'a>(tail: &'a str, full_path: &str) -> Result<(&'a s
 
 async fn container_action(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let tail = req.match_info().get("tail").unwrap_or_default();
-    let (id, action) = parse_container_path(tail, req.path())?;
+    let (id, action) = parse_container_path(tail)?;
     if req.method() != action.method() {
         return Err(ApiError::MethodNotAllowed);
     }
@@ -142,20 +126,19 @@ mod tests {
 
     #[test]
     fn container_paths() {
-        let full = "/api/images/T";
         let ok = [
             ("abc/update", ("abc", Action::Update)),
             ("abc/auto-update", ("abc", Action::AutoUpdate)),
             ("abc/progress", ("abc", Action::Progress)),
         ];
         for (tail, expected) in ok {
-            assert_eq!(parse_container_path(tail, full).ok(), Some(expected), "{tail}");
+            assert_eq!(parse_container_path(tail).ok(), Some(expected), "{tail}");
         }
         for tail in ["", "abc", "abc/", "/update", "abc/update/x", "abc//update", "a/b/c"] {
-            assert!(matches!(parse_container_path(tail, full), Err(ApiError::BadPath(p)) if p == full), "{tail}");
+            assert!(matches!(parse_container_path(tail), Err(ApiError::BadPath)), "{tail}");
         }
         for tail in ["abc/delete", "abc/Update", "abc/auto_update"] {
-            assert!(matches!(parse_container_path(tail, full), Err(ApiError::UnknownAction)), "{tail}");
+            assert!(matches!(parse_container_path(tail), Err(ApiError::UnknownAction)), "{tail}");
         }
     }
 }

@@ -1,29 +1,35 @@
 //! `GET /api/ws`: the current view at once, then every new one as published.
-
-use std::time::Duration;
+//! The login behind it is re-checked at every ping and the socket closes as
+//! soon as it ends (logout, expiry, a new password).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::Message;
+use actix_ws::{CloseCode, CloseReason, Message};
 use futures::StreamExt;
 
+use super::auth::SharedAuth;
 use super::AppState;
-
-/// Pings keep idle connections open through proxies and find dead clients.
-const PING_EVERY: Duration = Duration::from_secs(30);
+use crate::store::stored_key;
 
 pub async fn connect(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
+    auth: SharedAuth,
 ) -> actix_web::Result<HttpResponse> {
+    // The guard let the upgrade through, so with auth on there is a session.
+    let session_id = auth.credentials.as_ref().and_then(|_| auth.session_id(&req));
     let (response, mut session, mut incoming) = actix_ws::handle(&req, body)?;
     let mut view = state.view.clone();
+    let auth = auth.into_inner();
+    let mut ended = auth.ended.subscribe();
+    let own_key = session_id.as_deref().map(stored_key);
+    let session_gone = || Some(CloseReason { code: CloseCode::Policy, description: Some("session ended".into()) });
     actix_web::rt::spawn(async move {
         let first = view.borrow_and_update().ws_message.clone();
         if session.text(first).await.is_err() {
             return;
         }
-        let mut ping = tokio::time::interval(PING_EVERY);
+        let mut ping = tokio::time::interval(auth.ws_ping);
         ping.tick().await;
         let mut unanswered_pings = 0u8;
         loop {
@@ -38,11 +44,25 @@ pub async fn connect(
                     }
                 }
                 _ = ping.tick() => {
+                    if let Some(id) = &session_id {
+                        if !auth.session_is_live(id).await {
+                            let _ = session.close(session_gone()).await;
+                            return;
+                        }
+                    }
                     if unanswered_pings >= 2 || session.ping(b"").await.is_err() {
                         break;
                     }
                     unanswered_pings += 1;
                 }
+                gone = ended.recv() => match gone {
+                    Ok(key) if Some(&key) == own_key.as_ref() => {
+                        let _ = session.close(session_gone()).await;
+                        return;
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
                 message = incoming.next() => match message {
                     Some(Ok(Message::Ping(bytes))) => {
                         if session.pong(&bytes).await.is_err() {

@@ -2,6 +2,7 @@
 //! its own thread (a `SyncArbiter`), so blocking database work never stalls
 //! the actix event loops that serve HTTP and talk to Docker.
 
+mod jobs;
 mod messages;
 mod sessions;
 
@@ -12,6 +13,7 @@ use actix::{Actor, Addr, SyncArbiter, SyncContext};
 use rusqlite::Connection;
 use rusqlite_migration::{Migrations, M};
 
+pub use jobs::*;
 pub use messages::*;
 pub use sessions::*;
 
@@ -35,15 +37,22 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("../../migrations/0001_auto_update.sql")),
         M::up(include_str!("../../migrations/0002_auth.sql")),
+        M::up(include_str!("../../migrations/0003_jobs.sql")),
+        M::up(include_str!("../../migrations/0004_hashed_session_ids.sql")),
     ])
 }
 
 pub const DB_FILE: &str = "shipshape.db";
 
 /// Opens (creating when needed) and migrates the database in `data_dir`.
+/// The directory and the database files are the owner's alone: they hold
+/// the cookie key and the sessions.
 pub fn open(data_dir: &Path) -> Result<Connection, StoreError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir { path: data_dir.to_path_buf(), source })?;
+    let dir_err = |source| StoreError::DataDir { path: data_dir.to_path_buf(), source };
+    std::fs::create_dir_all(data_dir).map_err(dir_err)?;
+    restrict(data_dir, 0o700).map_err(dir_err)?;
     let path = data_dir.join(DB_FILE);
+    create_private(&path).map_err(dir_err)?;
     let open_err = |source| StoreError::Open { path: path.clone(), source };
     let mut conn = Connection::open(&path).map_err(open_err)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
@@ -51,7 +60,37 @@ pub fn open(data_dir: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
     migrations().to_latest(&mut conn)?;
+    // SQLite gives -wal and -shm the main file's mode, but files left by an
+    // older version may be looser.
+    for suffix in ["", "-wal", "-shm"] {
+        let file = data_dir.join(format!("{DB_FILE}{suffix}"));
+        if file.exists() {
+            restrict(&file, 0o600).map_err(dir_err)?;
+        }
+    }
     Ok(conn)
+}
+
+/// Takes group and other permissions away from `path`, warning when it had any.
+fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let current = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if current & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), "was readable by others (mode {current:o}); now {mode:o}");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Creates an empty database file readable by the owner only, so SQLite never
+/// creates it (or its -wal and -shm files) with the umask's looser mode.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The auto-update flags of a database another process owns, read only:
@@ -119,6 +158,26 @@ mod tests {
         let conn = open(&data).expect("second open");
         let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).expect("pragma");
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn data_is_private_and_looser_modes_are_fixed() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let conn = open(&data).expect("open");
+        conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);").expect("write");
+        assert_eq!(mode(&data), 0o700);
+        for suffix in ["", "-wal", "-shm"] {
+            assert_eq!(mode(&data.join(format!("{DB_FILE}{suffix}"))), 0o600, "{suffix}");
+        }
+        drop(conn);
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(data.join(DB_FILE), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        drop(open(&data).expect("reopen"));
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join(DB_FILE)), 0o600);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Login sessions in SQLite: the store's messages, and actix-session's
 //! `SessionStore` on top of them, so sessions survive restarts and crashes.
+//! The table holds the SHA-256 of each session id, never the id itself: a
+//! copy of the database cannot be replayed as a cookie.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use actix::{Addr, Handler, Message};
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
@@ -11,7 +12,7 @@ use rusqlite::{params, OptionalExtension};
 
 use super::{now_secs, Store, StoreError};
 
-type SessionState = HashMap<String, String>;
+pub type SessionState = HashMap<String, String>;
 
 #[derive(Message)]
 #[rtype(result = "Result<Option<String>, StoreError>")]
@@ -80,6 +81,18 @@ impl Handler<DeleteSession> for Store {
     }
 }
 
+/// Ends every session (the password changed); answers how many.
+#[derive(Message)]
+#[rtype(result = "Result<usize, StoreError>")]
+pub struct EndAllSessions;
+
+impl Handler<EndAllSessions> for Store {
+    type Result = Result<usize, StoreError>;
+    fn handle(&mut self, _: EndAllSessions, _: &mut Self::Context) -> Self::Result {
+        Ok(self.conn.execute("DELETE FROM sessions", [])?)
+    }
+}
+
 /// Removes expired sessions; answers how many.
 #[derive(Message)]
 #[rtype(result = "Result<usize, StoreError>")]
@@ -103,21 +116,11 @@ impl SqliteSessionStore {
         Self { store }
     }
 
-    /// Sweeps expired sessions now and then, so the table stays small.
-    pub fn sweep_every(&self, every: Duration) {
-        let store = self.store.clone();
-        actix::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                match store.send(SweepSessions).await {
-                    Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "expired sessions swept"),
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::warn!("session sweep failed: {e}"),
-                    Err(_) => return,
-                }
-            }
-        });
+    /// The state of a live session by the id its cookie carries; `None`
+    /// once it ended (logout, expiry, password change).
+    pub async fn live_state(&self, session_id: &str) -> Result<Option<SessionState>, StoreError> {
+        let state = self.store.send(LoadSession { key: stored_key(session_id) }).await.map_err(|_| StoreError::Unavailable)??;
+        Ok(state.and_then(|s| serde_json::from_str(&s).ok()))
     }
 
     async fn save_state(
@@ -127,9 +130,15 @@ impl SqliteSessionStore {
         ttl: i64,
         only_existing: bool,
     ) -> anyhow::Result<bool> {
-        let msg = SaveSession { key, state, ttl_secs: ttl, only_existing };
+        let msg = SaveSession { key: stored_key(&key), state, ttl_secs: ttl, only_existing };
         Ok(self.store.send(msg).await.map_err(|_| StoreError::Unavailable)??)
     }
+}
+
+/// What the table keys a session by: the SHA-256 of its id, in hex.
+pub fn stored_key(session_id: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(session_id.as_bytes()))
 }
 
 fn new_key() -> String {
@@ -142,7 +151,7 @@ fn to_session_key(key: String) -> anyhow::Result<SessionKey> {
 
 impl SessionStore for SqliteSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<SessionState>, LoadError> {
-        let key = session_key.as_ref().to_string();
+        let key = stored_key(session_key.as_ref());
         let found = self.store.send(LoadSession { key }).await.map_err(|_| StoreError::Unavailable);
         let state = found.and_then(|r| r).map_err(|e| LoadError::Other(e.into()))?;
         state.map(|s| serde_json::from_str(&s)).transpose().map_err(|e| LoadError::Deserialization(e.into()))
@@ -188,7 +197,7 @@ impl SessionStore for SqliteSessionStore {
     }
 
     async fn delete(&self, session_key: &SessionKey) -> anyhow::Result<()> {
-        let key = session_key.as_ref().to_string();
+        let key = stored_key(session_key.as_ref());
         Ok(self.store.send(DeleteSession { key }).await.map_err(|_| StoreError::Unavailable)??)
     }
 }

@@ -341,6 +341,15 @@ impl TestApp {
         self.addr = addr;
     }
 
+    /// Like [`restart`](Self::restart), with some settings changed (or added).
+    pub fn restart_with(&mut self, lab: &Lab, changes: &[(&str, &str)]) {
+        for (key, value) in changes {
+            self.env.retain(|(k, _)| k != key);
+            self.env.push((key.to_string(), value.to_string()));
+        }
+        self.restart(lab);
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -351,6 +360,25 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs the binary as `spawn_app` would, to its exit (for start-up failures);
+/// a temporary data dir, the lab's daemon.
+pub fn run_shipshape(lab: &Lab, env: &[(&str, &str)]) -> Output {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shipshape"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", data.path())
+        .env("DOCKER_HOST", &lab.docker_host)
+        .env("DOCKER_CONFIG", &lab.docker_config)
+        .env("SHIPSHAPE_LISTEN", "127.0.0.1:0")
+        .env("SHIPSHAPE_DATA_DIR", data.path())
+        .env("SHIPSHAPE_IGNORE_REGISTRIES", "docker.io");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::null()).output().expect("shipshape runs")
 }
 
 /// The contract's short digest: `sha256:` and 10 hex digits.

@@ -1,0 +1,121 @@
+//! Builds the running service: opens the store, settles the login, starts
+//! every actor and timer, binds the server. `main` parses and calls this;
+//! the tests start the same binary.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr, AsyncContext, Context};
+
+use crate::auth;
+use crate::config::ServeArgs;
+use crate::docker::{engine, watcher::DockerWatcher};
+use crate::http::{self, auth::AuthState, policy::HostPolicy, AppState, SessionSettings};
+use crate::inventory::Inventory;
+use crate::registry::check::IgnoredRegistries;
+use crate::registry::client::{ClientOptions, RegistryClient};
+use crate::registry::poller::RegistryPoller;
+use crate::registry::{credentials, insecure};
+use crate::store::{self, LoadAutoUpdate, SqliteSessionStore, Store, SweepSessions};
+
+/// How often expired sessions are deleted and idle login-limiter entries forgotten.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+pub type StartError = Box<dyn std::error::Error>;
+
+pub struct Application {
+    server: actix_web::dev::Server,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Application {
+    /// Everything that can fail at start fails here, with one clear error,
+    /// before anything is served.
+    pub async fn build(args: ServeArgs) -> Result<Self, StartError> {
+        args.validate()?;
+        insecure::check_entries(&args.registry.insecure_registries)
+            .map_err(|e| format!("SHIPSHAPE_INSECURE_REGISTRIES: {e}"))?;
+        let policy = HostPolicy::new(args.public_url.as_deref(), args.trusted_proxies.clone())?;
+        let conn = store::open(&args.data_dir)?;
+        let store = Store::start(conn, args.data_dir.clone());
+        let auto_update = store.send(LoadAutoUpdate).await??;
+        let docker = engine::client(args.engine.docker_host.as_deref())?;
+
+        let credentials = if args.auth.enabled {
+            Some(auth::load_credentials(&args.auth, &store).await?)
+        } else {
+            tracing::warn!("AUTH IS OFF: anyone who reaches {} can recreate every container", args.listen);
+            None
+        };
+        let sessions = SessionSettings {
+            store: SqliteSessionStore::new(store.clone()),
+            key: auth::load_session_key(&args.auth, &store).await?,
+            ttl: args.auth.session_ttl,
+            cookie_secure: args.auth.cookie_secure,
+        };
+        let auth_state = Arc::new(AuthState::new(
+            credentials,
+            sessions.key.clone(),
+            sessions.store.clone(),
+            args.ws_ping_interval,
+        ));
+        sweep_every(SWEEP_EVERY, store.clone(), Arc::clone(&auth_state));
+
+        let registry = RegistryClient::new(ClientOptions {
+            docker_config: credentials::load(None)?,
+            per_registry_concurrency: args.registry.registry_concurrency,
+            ..ClientOptions::default()
+        })?;
+        // The inventory and the poller talk to each other: make the inventory's
+        // address first, start the poller with it, then run the inventory.
+        let inventory_ctx = Context::<Inventory>::new();
+        let poller = RegistryPoller::new(
+            registry,
+            docker.clone(),
+            args.registry.insecure_registries.clone(),
+            IgnoredRegistries::new(&args.registry.ignore_registries),
+            args.poll_interval,
+            inventory_ctx.address().recipient(),
+        )
+        .start();
+        let (inventory, view) = Inventory::new(auto_update, store, poller.clone().recipient());
+        let inventory = inventory_ctx.run(inventory);
+        DockerWatcher::new(docker, inventory.clone().recipient()).start();
+
+        let (server, addrs) =
+            http::server(args.listen, AppState { inventory, poller, view }, auth_state, policy, sessions)
+                .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        for addr in &addrs {
+            tracing::info!(data_dir = %args.data_dir.display(), "listening on http://{addr}");
+        }
+        Ok(Self { server, addrs })
+    }
+
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Serves until the process is told to stop.
+    pub async fn run(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// The one periodic sweep: expired sessions leave the database, idle
+/// addresses leave the login limiter.
+fn sweep_every(every: Duration, store: Addr<Store>, auth: Arc<AuthState>) {
+    actix::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            auth.sweep();
+            match store.send(SweepSessions).await {
+                Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "expired sessions swept"),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("session sweep failed: {e}"),
+                Err(_) => return,
+            }
+        }
+    });
+}
