@@ -5,18 +5,17 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use bollard::Docker;
-
 use crate::config::CheckArgs;
-use crate::docker::engine::{self, DockerError};
+use crate::docker::engine::{self, Docker, DockerError};
 use crate::docker::model::{Container, EngineSnapshot};
-use crate::inventory::view::{build_groups, references, ImageGroup, RemoteStates};
+use crate::inventory::view::{build_groups, references, ImageGroup};
 use futures::StreamExt;
 
 use crate::registry::check::{check_each, merge, IgnoredRegistries};
 use crate::registry::client::{ClientOptions, RegistryClient, RegistryError};
 use crate::registry::credentials::{self, CredentialsError};
 use crate::registry::insecure::{self, InsecureError, InsecureRegistries};
+use crate::registry::messages::RemoteStates;
 use crate::store::{self, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +56,10 @@ pub async fn run(args: &CheckArgs) -> Result<Vec<ImageGroup>, CheckError> {
         let without_engine = InsecureRegistries::without_engine(extra_insecure);
         let insecure = if without_engine.engine_may_add_to(&images) {
             // Without the engine's word: loopback and the configured extras only.
-            InsecureRegistries::from_engine(&docker.info().await.unwrap_or_default(), extra_insecure)
+            InsecureRegistries::from_engine(
+                &engine::registry_settings(&docker).await.unwrap_or_default(),
+                extra_insecure,
+            )
         } else {
             without_engine
         };

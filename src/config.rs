@@ -98,6 +98,22 @@ pub struct ServeArgs {
     pub registry: RegistryArgs,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub updates: UpdateArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpdateArgs {
+    /// How long an updated container must keep running (and get healthy, if
+    /// it has a healthcheck) before the old one is removed; `0` looks once.
+    #[arg(long, env = "SHIPSHAPE_VERIFY_TIMEOUT", default_value = "10s", value_parser = parse_duration_or_zero)]
+    pub verify_timeout: Duration,
+    /// Automatic updates running at once, host-wide.
+    #[arg(long, env = "SHIPSHAPE_AUTO_UPDATE_CONCURRENCY", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub auto_update_concurrency: u16,
+    /// Remove the old image after a successful update when no container uses it.
+    #[arg(long, env = "SHIPSHAPE_CLEANUP", default_value = "false", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub cleanup: bool,
 }
 
 impl ServeArgs {
@@ -177,6 +193,13 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
         "off" | "false" | "0" | "no" => Ok(false),
         _ => Err("expected on or off".into()),
     }
+}
+
+fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 0, 5s, 1m)"))
 }
 
 /// A CIDR, or a bare address meaning just that address.

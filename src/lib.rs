@@ -7,6 +7,7 @@ pub mod config;
 pub mod docker;
 pub mod http;
 pub mod inventory;
+pub mod jobs;
 pub mod registry;
 pub mod startup;
 pub mod store;

@@ -13,11 +13,14 @@ use crate::config::ServeArgs;
 use crate::docker::{engine, watcher::DockerWatcher};
 use crate::http::{self, auth::AuthState, policy::HostPolicy, AppState, SessionSettings};
 use crate::inventory::Inventory;
+use crate::jobs::own::OwnContainer;
+use crate::jobs::sequence::{self, JobEnv};
+use crate::jobs::supervisor::Jobs;
 use crate::registry::check::IgnoredRegistries;
 use crate::registry::client::{ClientOptions, RegistryClient};
 use crate::registry::poller::RegistryPoller;
 use crate::registry::{credentials, insecure};
-use crate::store::{self, LoadAutoUpdate, SqliteSessionStore, Store, SweepSessions};
+use crate::store::{self, LoadAutoUpdate, SqliteSessionStore, Store, SweepSessions, UnfinishedJobs};
 
 /// How often expired sessions are deleted and idle login-limiter entries forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -62,8 +65,22 @@ impl Application {
         ));
         sweep_every(SWEEP_EVERY, store.clone(), Arc::clone(&auth_state));
 
+        let docker_config = credentials::load(None)?;
+        let job_env = JobEnv {
+            docker: docker.clone(),
+            store: store.clone(),
+            docker_config: docker_config.clone(),
+            verify_timeout: args.updates.verify_timeout,
+            cleanup: args.updates.cleanup,
+        };
+        recover_interrupted_updates(&job_env).await?;
+        let (events, _) = tokio::sync::broadcast::channel(256);
+        let jobs =
+            Jobs::new(job_env, OwnContainer::detect(), usize::from(args.updates.auto_update_concurrency), events.clone())
+                .start();
+
         let registry = RegistryClient::new(ClientOptions {
-            docker_config: credentials::load(None)?,
+            docker_config,
             per_registry_concurrency: args.registry.registry_concurrency,
             ..ClientOptions::default()
         })?;
@@ -79,12 +96,13 @@ impl Application {
             inventory_ctx.address().recipient(),
         )
         .start();
-        let (inventory, view) = Inventory::new(auto_update, store, poller.clone().recipient());
+        let (inventory, view) =
+            Inventory::new(auto_update, store.clone(), poller.clone().recipient(), jobs.clone().recipient());
         let inventory = inventory_ctx.run(inventory);
         DockerWatcher::new(docker, inventory.clone().recipient()).start();
 
         let (server, addrs) =
-            http::server(args.listen, AppState { inventory, poller, view }, auth_state, policy, sessions)
+            http::server(args.listen, AppState { inventory, poller, view, jobs, store, events }, auth_state, policy, sessions)
                 .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         for addr in &addrs {
             tracing::info!(data_dir = %args.data_dir.display(), "listening on http://{addr}");
@@ -100,6 +118,31 @@ impl Application {
     pub async fn run(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Finishes or undoes every update a crash interrupted, before anything is
+/// served: afterwards each container exists once, under its own name. An
+/// engine that does not answer yet only delays this to the next start (the
+/// journal keeps the jobs); it never stops the service from starting.
+async fn recover_interrupted_updates(env: &JobEnv) -> Result<(), StartError> {
+    let unfinished = env.store.send(UnfinishedJobs).await??;
+    if unfinished.is_empty() {
+        return Ok(());
+    }
+    if let Err(e) = engine::negotiate(&env.docker).await {
+        tracing::error!(jobs = unfinished.len(), "interrupted updates wait for the engine: {e}");
+        return Ok(());
+    }
+    for record in &unfinished {
+        match sequence::recover(env, record).await {
+            Ok(result) => {
+                tracing::warn!(container = %record.container_name, job = %record.id, result = result.as_str(),
+                    "finished an update interrupted at step {}", record.step.as_str())
+            }
+            Err(e) => tracing::error!(container = %record.container_name, job = %record.id, "recovery failed: {e}"),
+        }
+    }
+    Ok(())
 }
 
 /// The one periodic sweep: expired sessions leave the database, idle

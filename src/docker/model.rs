@@ -3,6 +3,17 @@
 
 use std::collections::HashMap;
 
+/// The engine's own descriptions of a container and an image, and the body
+/// that creates a container: the recreate plan (`jobs`) reads and writes
+/// these whole, so they are the engine's types, re-exported so that nothing
+/// outside `docker/` names bollard.
+pub use bollard::models::{
+    ContainerConfig, ContainerCreateBody, ContainerInspectResponse as ContainerDetails, ContainerState,
+    ContainerStateStatusEnum, EndpointIpamConfig, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig,
+    ImageConfig, ImageInspect as ImageDetails, Mount, MountPoint, MountType, NetworkingConfig, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+
 /// A running container as the engine reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Container {
@@ -29,6 +40,67 @@ pub struct Image {
 pub struct EngineSnapshot {
     pub containers: HashMap<String, Container>,
     pub images: HashMap<String, Image>,
+}
+
+/// One line of the engine's pull stream (`POST /images/create`), as the
+/// engine sent it: per-layer status and byte counts, or an error.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PullEvent {
+    /// The layer (or tag) the line is about; absent for whole-pull lines.
+    pub id: Option<String>,
+    /// `Pulling fs layer`, `Downloading`, `Extracting`, `Pull complete`, `Digest: ...`, `Status: ...`.
+    pub status: String,
+    pub current: Option<u64>,
+    pub total: Option<u64>,
+    /// Set when the engine reports the pull failed.
+    pub error: Option<String>,
+}
+
+/// Registry credentials for a pull, sent to the engine as `X-Registry-Auth`.
+/// `Debug` shows no secret.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct PullAuth {
+    pub server_address: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// An OAuth refresh token (what `docker login` stores for some registries).
+    pub identity_token: Option<String>,
+}
+
+impl std::fmt::Debug for PullAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullAuth")
+            .field("server_address", &self.server_address)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A container in any state (created, running, exited...), from the
+/// engine's list: enough to find leftovers of an interrupted update by name
+/// or label; inspect it for the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContainerEntry {
+    /// Full 64-hex container id.
+    pub id: String,
+    /// Name without the leading `/`.
+    pub name: String,
+    /// The id (`sha256:...`) of the image it was created from.
+    pub image_id: String,
+    /// The engine's word: `created`, `running`, `paused`, `restarting`, `removing`, `exited` or `dead`.
+    pub state: String,
+    pub labels: HashMap<String, String>,
+}
+
+/// The engine's registry settings (`RegistryConfig` of `GET /info`): which
+/// registries it pulls from over plain http. Registry checks follow the same
+/// decision, so they reach what the engine reaches and downgrade nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RegistrySettings {
+    /// `InsecureRegistryCIDRs` as the engine spells them; `None` when it reports no registry config.
+    pub insecure_cidrs: Option<Vec<String>>,
+    /// `IndexConfigs`: the engine's `Secure` verdict per registry name (as the engine spells it).
+    pub index_secure: HashMap<String, bool>,
 }
 
 /// Whether `reference` names an image by its id rather than by a repository:

@@ -24,8 +24,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("not found")]
     NotFound,
-    #[error("not implemented yet")]
-    NotImplemented,
+    #[error("cannot update shipshape's own container")]
+    OwnContainer,
     #[error("unauthorized")]
     Unauthorized,
     #[error("invalid credentials")]
@@ -53,7 +53,7 @@ impl ResponseError for ApiError {
                 StatusCode::NOT_FOUND
             }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NotImplemented => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::OwnContainer => StatusCode::CONFLICT,
             ApiError::Unauthorized | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::CrossOrigin => StatusCode::FORBIDDEN,
@@ -119,6 +119,14 @@ impl From<InventoryError> for ApiError {
     }
 }
 
+impl From<crate::jobs::supervisor::JobsError> for ApiError {
+    fn from(e: crate::jobs::supervisor::JobsError) -> Self {
+        match e {
+            crate::jobs::supervisor::JobsError::OwnContainer => ApiError::OwnContainer,
+        }
+    }
+}
+
 impl From<actix::MailboxError> for ApiError {
     fn from(e: actix::MailboxError) -> Self {
         ApiError::Internal(format!("actor unavailable: {e}"))
@@ -135,6 +143,7 @@ mod tests {
         let cases = [
             (ApiError::BadPath, 400, "bad path: /api/images/{id}/{action}\n"),
             (ApiError::MisdirectedRequest, 421, "misdirected request\n"),
+            (ApiError::OwnContainer, 409, "cannot update shipshape's own container\n"),
             (ApiError::CrossOrigin, 403, "cross-origin request refused\n"),
             (ApiError::UnknownAction, 400, "unknown action\n"),
             (ApiError::ContainerNotFound, 404, "container not found\n"),

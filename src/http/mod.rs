@@ -20,7 +20,9 @@ use actix_web::{middleware, web, App, HttpServer};
 
 use crate::inventory::{Inventory, ViewReceiver};
 use crate::registry::poller::RegistryPoller;
-use crate::store::SqliteSessionStore;
+use crate::jobs::supervisor::Jobs;
+use crate::store::{SqliteSessionStore, Store};
+use tokio::sync::broadcast;
 use auth::AuthState;
 use policy::HostPolicy;
 
@@ -32,6 +34,10 @@ pub struct AppState {
     pub inventory: Addr<Inventory>,
     pub poller: Addr<RegistryPoller>,
     pub view: ViewReceiver,
+    pub jobs: Addr<Jobs>,
+    pub store: Addr<Store>,
+    /// Job events (`progress`, `history`) as ready websocket messages.
+    pub events: broadcast::Sender<String>,
 }
 
 pub struct SessionSettings {

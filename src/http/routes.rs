@@ -7,6 +7,8 @@ use serde_json::json;
 use super::error::ApiError;
 use super::AppState;
 use crate::inventory::{CurrentView, FindContainer, ToggleAutoUpdate};
+use crate::jobs::supervisor::{GetProgress, StartUpdate};
+use crate::store::History;
 use crate::registry::poller::CheckNow;
 
 /// Public routes first; everything else under `/api` lives in one scope
@@ -24,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/check").route(web::post().to(check_now)))
                 .service(web::resource("/images/{tail:.*}").default_service(web::to(container_action)))
                 .service(resource("/groups/{image:.*}/update").route(web::post().to(update_group)))
+                .service(resource("/history").route(web::get().to(history)))
                 .service(resource("/ws").route(web::get().to(super::ws::connect)))
                 .default_service(web::to(not_found)),
         )
@@ -100,24 +103,65 @@ async fn container_action(req: HttpRequest, state: web::Data<AppState>) -> Resul
             let enabled = state.inventory.send(ToggleAutoUpdate { container_id: id.to_string() }).await??;
             Ok(HttpResponse::Ok().json(json!({ "auto_update": enabled })))
         }
-        Action::Update | Action::Progress => {
+        Action::Update => {
+            let container = state
+                .inventory
+                .send(FindContainer { container_id: id.to_string() })
+                .await?
+                .ok_or(ApiError::ContainerNotFound)?;
+            let image_ref = container.image_ref.clone();
+            state.jobs.send(StartUpdate { targets: vec![container], image_ref, automatic: false }).await??;
+            Ok(updating())
+        }
+        Action::Progress => {
+            // A container in the middle of its update may be stopped or
+            // renamed: its job answers for it.
+            if let Some(progress) = state.jobs.send(GetProgress { container_id: id.to_string() }).await? {
+                return Ok(HttpResponse::Ok().json(progress));
+            }
             state
                 .inventory
                 .send(FindContainer { container_id: id.to_string() })
                 .await?
                 .ok_or(ApiError::ContainerNotFound)?;
-            Err(if action == Action::Progress { ApiError::NoProgress } else { ApiError::NotImplemented })
+            Err(ApiError::NoProgress)
         }
     }
 }
 
+fn updating() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "updating" }))
+}
+
+/// `{image}` is only ever compared with the view's group names.
 async fn update_group(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let image = path.into_inner();
-    let known = state.view.borrow().groups.iter().any(|g| g.image == image);
-    if !known {
-        return Err(ApiError::GroupNotFound);
+    let ids: Vec<String> = {
+        let view = state.view.borrow();
+        let group = view.groups.iter().find(|g| g.image == image).ok_or(ApiError::GroupNotFound)?;
+        group.containers.iter().map(|c| c.container_id.clone()).collect()
+    };
+    let mut targets = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(container) = state.inventory.send(FindContainer { container_id: id }).await? {
+            targets.push(container);
+        }
     }
-    Err(ApiError::NotImplemented)
+    let image_ref = targets.first().map(|c| c.image_ref.clone()).ok_or(ApiError::GroupNotFound)?;
+    state.jobs.send(StartUpdate { targets, image_ref, automatic: false }).await??;
+    Ok(updating())
+}
+
+#[derive(serde::Deserialize)]
+struct HistoryQuery {
+    limit: Option<usize>,
+}
+
+/// Newest first; `limit` 1–500, default 50.
+async fn history(query: web::Query<HistoryQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let entries = state.store.send(History { limit }).await?.map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(entries))
 }
 
 #[cfg(test)]

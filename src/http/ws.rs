@@ -22,6 +22,7 @@ pub async fn connect(
     let mut view = state.view.clone();
     let auth = auth.into_inner();
     let mut ended = auth.ended.subscribe();
+    let mut events = state.events.subscribe();
     let own_key = session_id.as_deref().map(stored_key);
     let session_gone = || Some(CloseReason { code: CloseCode::Policy, description: Some("session ended".into()) });
     actix_web::rt::spawn(async move {
@@ -55,6 +56,16 @@ pub async fn connect(
                     }
                     unanswered_pings += 1;
                 }
+                event = events.recv() => match event {
+                    Ok(message) => {
+                        if session.text(message).await.is_err() {
+                            return;
+                        }
+                    }
+                    // A slow client misses some progress; the next one carries the whole state.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
                 gone = ended.recv() => match gone {
                     Ok(key) if Some(&key) == own_key.as_ref() => {
                         let _ = session.close(session_gone()).await;

@@ -17,9 +17,11 @@ use tokio::sync::watch;
 
 use crate::docker::model::{Container, EngineSnapshot};
 use crate::docker::watcher::EngineChanged;
+use crate::registry::messages::{RemoteChanged, RemoteStates};
+use crate::jobs::supervisor::StartUpdate;
 use crate::registry::poller::ImagesSeen;
 use crate::store::{SetAutoUpdate, Store, StoreError};
-use view::{build_groups, references, ImageGroup, RemoteStates};
+use view::{build_groups, references, ImageGroup};
 
 /// How often at most a changed view is published (and so sent to websockets).
 pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(50);
@@ -55,11 +57,6 @@ pub enum InventoryError {
     Store(#[from] StoreError),
 }
 
-/// New registry results from the poller, replacing earlier ones per image.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RemoteChanged(pub RemoteStates);
-
 /// Flips a container's auto-update flag; answers the new value.
 #[derive(Message)]
 #[rtype(result = "Result<bool, InventoryError>")]
@@ -86,6 +83,7 @@ pub struct Inventory {
     auto_update: HashMap<String, bool>,
     store: Addr<Store>,
     poller: Recipient<ImagesSeen>,
+    updates: Recipient<StartUpdate>,
     publisher: watch::Sender<Arc<View>>,
     last_publish: Option<Instant>,
     publish_scheduled: bool,
@@ -97,6 +95,7 @@ impl Inventory {
         auto_update: HashMap<String, bool>,
         store: Addr<Store>,
         poller: Recipient<ImagesSeen>,
+        updates: Recipient<StartUpdate>,
     ) -> (Self, ViewReceiver) {
         let (publisher, receiver) = watch::channel(Arc::new(View::new(Vec::new())));
         let inventory = Self {
@@ -105,6 +104,7 @@ impl Inventory {
             auto_update,
             store,
             poller,
+            updates,
             publisher,
             last_publish: None,
             publish_scheduled: false,
@@ -144,6 +144,24 @@ impl Inventory {
         });
     }
 
+    /// A check just found these images' state: their containers with
+    /// auto-update on that are outdated get updated. Only a check starts
+    /// them, so a failed update is retried at the next check, not in a loop.
+    fn start_auto_updates(&self, checked: &[String]) {
+        let groups = build_groups(&self.engine, &self.remote, &self.auto_update);
+        for group in groups.iter().filter(|g| checked.contains(&g.image)) {
+            let targets: Vec<Container> = group
+                .containers
+                .iter()
+                .filter(|c| c.auto_update && c.status == view::Status::Outdated)
+                .filter_map(|c| self.find(&c.container_id).cloned())
+                .collect();
+            let Some(image_ref) = targets.first().map(|c| c.image_ref.clone()) else { continue };
+            tracing::info!(image = %group.image, containers = targets.len(), "auto-update");
+            self.updates.do_send(StartUpdate { targets, image_ref, automatic: true });
+        }
+    }
+
     fn find(&self, container_id: &str) -> Option<&Container> {
         if container_id.len() < 12 {
             return None;
@@ -173,7 +191,9 @@ impl Handler<EngineChanged> for Inventory {
 impl Handler<RemoteChanged> for Inventory {
     type Result = ();
     fn handle(&mut self, RemoteChanged(states): RemoteChanged, ctx: &mut Context<Self>) {
+        let checked: Vec<String> = states.keys().cloned().collect();
         self.remote.extend(states);
+        self.start_auto_updates(&checked);
         self.changed(ctx);
     }
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::docker::model::{is_image_id_reference, Container, EngineSnapshot};
 use crate::registry::digest::{repo_digests_for, shorten};
+use crate::registry::messages::RemoteStates;
 use crate::registry::reference::{self, ImageRef};
 
 pub const UNKNOWN: &str = "unknown";
@@ -19,20 +20,6 @@ pub enum Status {
     Partial,
     Unknown,
 }
-
-/// What the registry said about one image reference at the last check.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RemoteState {
-    /// Full digest (`sha256:` + 64 hex) the tag pointed to, if known.
-    pub digest: Option<String>,
-    /// RFC 3339 time of the last successful answer.
-    pub checked_at: Option<String>,
-    /// Why the digest is unknown or may be stale (never contains credentials).
-    pub error: Option<String>,
-}
-
-/// Remote results keyed by the group's display reference (`nginx:latest`).
-pub type RemoteStates = HashMap<String, RemoteState>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContainerItem {
@@ -175,6 +162,7 @@ pub fn build_groups(
 mod tests {
     use super::*;
     use crate::docker::model::{Container, Image};
+    use crate::registry::messages::RemoteState;
     use Status::*;
 
     const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";

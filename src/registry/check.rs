@@ -6,8 +6,8 @@ use std::time::SystemTime;
 use futures::stream::{self, Stream, StreamExt};
 
 use super::client::{RegistryClient, RegistryError};
+use super::messages::{RemoteState, RemoteStates};
 use super::reference::ImageRef;
-use crate::inventory::view::{RemoteState, RemoteStates};
 
 /// How many images are checked at once in total; the client bounds each registry further.
 const PARALLEL_CHECKS: usize = 64;

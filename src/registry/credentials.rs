@@ -535,7 +535,7 @@ mod tests {
             let cfg = config_with_auths(&[(key, auth_entry("u:p"))]);
             let got = resolve_with(&cfg, registry, &no_helpers()).await;
             let want = found.then(|| basic("u", "p"));
-            assert_eq!(got.ok().flatten(), want, "key {key:?}, registry {registry:?}");
+            assert_eq!(got.expect("resolves without error"), want, "key {key:?}, registry {registry:?}");
         }
     }
 
@@ -547,11 +547,11 @@ mod tests {
             ("registry-1.docker.io", auth_entry("other:p")),
         ]);
         let got = resolve_with(&cfg, "docker.io", &no_helpers()).await;
-        assert_eq!(got.ok().flatten(), Some(basic("canonical", "p")));
+        assert_eq!(got.expect("resolves"), Some(basic("canonical", "p")));
 
         let cfg = config_with_auths(&[("https://ghcr.io", auth_entry("b:p")), ("http://ghcr.io", auth_entry("a:p"))]);
         let got = resolve_with(&cfg, "ghcr.io", &no_helpers()).await;
-        assert_eq!(got.ok().flatten(), Some(basic("a", "p")));
+        assert_eq!(got.expect("resolves"), Some(basic("a", "p")));
     }
 
     #[test]
@@ -607,8 +607,8 @@ mod tests {
             ),
         ];
         for (entry, want) in cases {
-            let got = entry_credential("r", &entry);
-            assert_eq!(got.ok().flatten(), want, "entry {entry:?}");
+            let got = entry_credential("r", &entry).unwrap_or_else(|e| panic!("entry {entry:?}: {e}"));
+            assert_eq!(got, want, "entry {entry:?}");
         }
     }
 
@@ -750,8 +750,9 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod helper");
     }
 
-    fn seen_url(dir: &Path, name: &str) -> String {
-        std::fs::read_to_string(dir.join(format!("{HELPER_PREFIX}{name}.url"))).unwrap_or_default()
+    /// The server URL helper `name` was last given; `None` if it did not run.
+    fn seen_url(dir: &Path, name: &str) -> Option<String> {
+        std::fs::read_to_string(dir.join(format!("{HELPER_PREFIX}{name}.url"))).ok()
     }
 
     #[tokio::test]
@@ -820,9 +821,11 @@ mod tests {
                 let _ = std::fs::remove_file(d.join(format!("{HELPER_PREFIX}{name}.url")));
             }
             let got = resolve_with(&cfg, registry, &runner).await;
-            assert_eq!(got.ok().flatten(), want, "config {cfg:?}, registry {registry:?}");
-            if let Some((name, url)) = ran {
-                assert_eq!(seen_url(d, name), url, "config {cfg:?}");
+            let got = got.unwrap_or_else(|e| panic!("config {cfg:?}, registry {registry:?}: {e}"));
+            assert_eq!(got, want, "config {cfg:?}, registry {registry:?}");
+            for name in ["basic", "token", "none", "emptyok"] {
+                let expected = ran.filter(|(helper, _)| *helper == name).map(|(_, url)| url.to_string());
+                assert_eq!(seen_url(d, name), expected, "helper {name}, config {cfg:?}");
             }
         }
     }
@@ -845,24 +848,26 @@ mod tests {
             ("slow", "did not answer within 0.3 s"),
             ("absent", "docker-credential-absent was not found"),
             ("../evil", "is not valid"),
-            ("", "is not valid"),
         ];
         for (helper, want) in cases {
             let cfg = DockerConfig { creds_store: Some(helper.into()), ..DockerConfig::default() };
             let err = match resolve_with(&cfg, "ghcr.io", &runner).await {
                 Err(e) => e.to_string(),
-                Ok(c) if helper.is_empty() => {
-                    // An empty store name means "no store", not an error.
-                    assert_eq!(c, None);
-                    continue;
-                }
                 Ok(c) => panic!("helper {helper:?} gave {c:?}"),
             };
             assert!(err.contains(want), "helper {helper:?}: {err}");
             assert!(!err.contains("topsecret"), "helper {helper:?}: {err}");
         }
-        // The empty name is rejected when a runner is asked directly.
-        assert!(matches!(runner.get("", "ghcr.io").await, Err(CredentialsError::InvalidHelperName { .. })));
+        // An empty store name in a config means "no store", not an error: the
+        // inline entry is used...
+        let cfg = DockerConfig {
+            creds_store: Some(String::new()),
+            ..config_with_auths(&[("ghcr.io", auth_entry("inline:p"))])
+        };
+        assert_eq!(resolve_with(&cfg, "ghcr.io", &runner).await.expect("no helper to run"), Some(basic("inline", "p")));
+        // ...but the empty name is rejected when a runner is asked directly.
+        let err = runner.get("", "ghcr.io").await;
+        assert!(matches!(err, Err(CredentialsError::InvalidHelperName { ref name }) if name.is_empty()), "{err:?}");
     }
 
     #[test]

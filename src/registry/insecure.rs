@@ -18,6 +18,7 @@ use ipnet::IpNet;
 use thiserror::Error;
 
 use super::reference::ImageRef;
+use crate::docker::model::RegistrySettings;
 
 /// The CIDRs the engine treats as insecure when nothing else is configured.
 const LOOPBACK_CIDRS: [&str; 2] = ["127.0.0.0/8", "::1/128"];
@@ -59,14 +60,13 @@ impl Default for InsecureRegistries {
 }
 
 impl InsecureRegistries {
-    /// The engine's decision (`registry_config` of `GET /info`) plus `extra`
-    /// (`host`, `host:port` or CIDR entries). An engine that reports no
-    /// registry config gets the engine default (loopback). Invalid `extra`
+    /// The engine's decision (its registry settings from `GET /info`) plus
+    /// `extra` (`host`, `host:port` or CIDR entries). An engine that reports
+    /// no insecure CIDRs gets the engine default (loopback). Invalid `extra`
     /// entries are skipped with a warning; use [`check_entries`] to refuse
     /// them at startup instead.
-    pub fn from_engine(info: &bollard::models::SystemInfo, extra: &[String]) -> Self {
-        let config = info.registry_config.as_ref();
-        let cidrs = match config.and_then(|c| c.insecure_registry_cidrs.as_ref()) {
+    pub fn from_engine(engine: &RegistrySettings, extra: &[String]) -> Self {
+        let cidrs = match &engine.insecure_cidrs {
             Some(list) => list
                 .iter()
                 .filter_map(|c| match c.trim().parse::<IpNet>() {
@@ -79,15 +79,8 @@ impl InsecureRegistries {
                 .collect(),
             None => loopback_cidrs(),
         };
-        let index_secure = config
-            .and_then(|c| c.index_configs.as_ref())
-            .map(|configs| {
-                configs
-                    .iter()
-                    .filter_map(|(name, index)| index.secure.map(|secure| (name.to_ascii_lowercase(), secure)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let index_secure =
+            engine.index_secure.iter().map(|(name, secure)| (name.to_ascii_lowercase(), *secure)).collect();
         let mut out = InsecureRegistries { cidrs, index_secure, hosts: Vec::new() };
         for entry in extra {
             if let Err(e) = out.add(entry) {
@@ -99,7 +92,7 @@ impl InsecureRegistries {
 
     /// Loopback and `extra`: what is insecure before the engine has said anything.
     pub fn without_engine(extra: &[String]) -> Self {
-        Self::from_engine(&bollard::models::SystemInfo::default(), extra)
+        Self::from_engine(&RegistrySettings::default(), extra)
     }
 
     /// Whether the engine's settings could change how `images` are fetched,
@@ -213,25 +206,11 @@ fn host_ips(host: &str) -> Vec<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{IndexInfo, RegistryServiceConfig, SystemInfo};
 
-    fn info(cidrs: Option<&[&str]>, index: &[(&str, bool)]) -> SystemInfo {
-        let index_configs = index
-            .iter()
-            .map(|(name, secure)| {
-                (
-                    name.to_string(),
-                    IndexInfo { name: Some(name.to_string()), secure: Some(*secure), ..Default::default() },
-                )
-            })
-            .collect();
-        SystemInfo {
-            registry_config: Some(RegistryServiceConfig {
-                insecure_registry_cidrs: cidrs.map(|c| c.iter().map(|s| s.to_string()).collect()),
-                index_configs: Some(index_configs),
-                ..Default::default()
-            }),
-            ..Default::default()
+    fn info(cidrs: Option<&[&str]>, index: &[(&str, bool)]) -> RegistrySettings {
+        RegistrySettings {
+            insecure_cidrs: cidrs.map(|c| c.iter().map(|s| s.to_string()).collect()),
+            index_secure: index.iter().map(|(name, secure)| (name.to_string(), *secure)).collect(),
         }
     }
 
@@ -283,7 +262,7 @@ mod tests {
         for (host, want) in cases {
             assert_eq!(d.is_insecure(host), want, "host {host:?}");
         }
-        assert_eq!(InsecureRegistries::from_engine(&SystemInfo::default(), &[]), d);
+        assert_eq!(InsecureRegistries::from_engine(&RegistrySettings::default(), &[]), d);
     }
 
     #[test]
@@ -364,7 +343,7 @@ mod tests {
             assert_eq!(check_entries(&strings(&[entry])).err(), want, "entry {entry:?}");
         }
         // Skipped, not fatal, when building from the engine.
-        let r = InsecureRegistries::from_engine(&SystemInfo::default(), &strings(&["bad_host", "ok:1"]));
+        let r = InsecureRegistries::from_engine(&RegistrySettings::default(), &strings(&["bad_host", "ok:1"]));
         assert!(r.is_insecure("ok:1"));
     }
 }

@@ -4,5 +4,6 @@ pub mod client;
 pub mod credentials;
 pub mod digest;
 pub mod insecure;
+pub mod messages;
 pub mod poller;
 pub mod reference;

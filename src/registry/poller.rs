@@ -6,16 +6,15 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use actix::{Actor, ActorStreamExt, AsyncContext, Context, Handler, Message, Recipient, ResponseFuture};
-use bollard::Docker;
 use futures::channel::oneshot;
 use futures::stream::{self, StreamExt};
 
 use super::check::{check_each, merge, CheckOutcome, IgnoredRegistries};
 use super::client::RegistryClient;
 use super::insecure::InsecureRegistries;
+use super::messages::{RemoteChanged, RemoteStates};
 use super::reference::ImageRef;
-use crate::inventory::view::RemoteStates;
-use crate::inventory::RemoteChanged;
+use crate::docker::engine::{self, Docker};
 
 /// The distinct references of the running containers, sent whenever the set changes.
 #[derive(Message, Debug)]
@@ -89,8 +88,8 @@ impl RegistryPoller {
         let refresh_insecure = {
             let client = client.clone();
             async move {
-                match docker.info().await {
-                    Ok(info) => client.set_insecure(InsecureRegistries::from_engine(&info, &extra)),
+                match engine::registry_settings(&docker).await {
+                    Ok(settings) => client.set_insecure(InsecureRegistries::from_engine(&settings, &extra)),
                     Err(e) => tracing::debug!("engine info unavailable, keeping insecure-registry list: {e}"),
                 }
             }
