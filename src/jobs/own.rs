@@ -65,7 +65,9 @@ mod tests {
             (format!("0::/system.slice/docker-{ID}.scope\n"), true),
             (format!("12:memory:/docker/{ID}\n"), true),
             (
-                format!("1234 1200 0:52 /var/lib/docker/containers/{ID}/hostname /etc/hostname rw - ext4 /dev/sda1 rw\n"),
+                format!(
+                    "1234 1200 0:52 /var/lib/docker/containers/{ID}/hostname /etc/hostname rw - ext4 /dev/sda1 rw\n"
+                ),
                 true,
             ),
             ("0::/user.slice/user-1000.slice/session-2.scope\n".to_string(), false),

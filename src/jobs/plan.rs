@@ -163,11 +163,11 @@ pub fn plan_recreate(input: &PlanInput<'_>) -> Result<RecreatePlan, PlanError> {
     if let Some(found) = old_image.id.as_deref().filter(|id| *id != old_image_id) {
         return Err(PlanError::OldImageMismatch { expected: old_image_id.to_string(), found: found.to_string() });
     }
-    let new_image_id =
-        input.new_image.id.as_deref().filter(|id| !id.is_empty()).ok_or(PlanError::NewImageWithoutId)?;
+    let new_image_id = input.new_image.id.as_deref().filter(|id| !id.is_empty()).ok_or(PlanError::NewImageWithoutId)?;
     let empty_image = ImageConfig::default();
     let img = old_image.config.as_ref().unwrap_or(&empty_image);
-    let short_id = &old_id[..old_id.len().min(12)];
+    // The default hostname and the alias the engine adds: the id's first 12 characters.
+    let short_id = old_id.get(..12).unwrap_or(old_id);
 
     let network_mode = host.network_mode.as_deref().unwrap_or("");
     let joins_network = network_mode.starts_with("container:");
@@ -518,7 +518,10 @@ fn check_mount_version(m: &Mount, api: ApiVersion) -> Result<(), PlanError> {
         if api.at_least(major, minor) {
             Ok(())
         } else {
-            Err(PlanError::Unsupported { api, what: format!("the mount at {target} uses {what} (API {major}.{minor})") })
+            Err(PlanError::Unsupported {
+                api,
+                what: format!("the mount at {target} uses {what} (API {major}.{minor})"),
+            })
         }
     };
     if m.typ == Some(MountType::IMAGE) {
@@ -535,15 +538,16 @@ fn check_mount_version(m: &Mount, api: ApiVersion) -> Result<(), PlanError> {
     Ok(())
 }
 
-/// The create call's networks and those to connect before start.
-#[allow(clippy::type_complexity)]
+/// The create call's networks, and those to connect before start.
+type NetworkPlan = (Option<NetworkingConfig>, Vec<(String, EndpointSettings)>);
+
 fn plan_networks(
     c: &ContainerDetails,
     network_mode: &str,
     short_id: &str,
     hostname: &str,
     api: ApiVersion,
-) -> Result<(Option<NetworkingConfig>, Vec<(String, EndpointSettings)>), PlanError> {
+) -> Result<NetworkPlan, PlanError> {
     let networks = c.network_settings.as_ref().and_then(|n| n.networks.as_ref());
     let Some(networks) = networks.filter(|n| !n.is_empty()) else { return Ok((None, Vec::new())) };
     let primary = primary_network(network_mode, networks)?;
@@ -1292,7 +1296,6 @@ mod tests {
             let plan = plan_for(&patched(container(), &container_patch), Some(&patched(old_image(), &old_patch)), api)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             let body = serde_json::to_value(&plan.body).unwrap();
-            if name.starts_with("everything") { println!("{body:#}"); }
             for (pointer, want) in expect {
                 assert_eq!(body.pointer(pointer), want.as_ref(), "{name}: {pointer} in {body:#}");
             }
@@ -1351,6 +1354,9 @@ mod tests {
         })
     }
 
+    /// (API, user-set MAC on lab-b, endpoints at create, networks to connect before start)
+    type NetworkCase = ((u16, u16), bool, Value, Vec<(&'static str, Value)>);
+
     #[test]
     fn networks_by_api_version() {
         let primary = json!({"IPAMConfig": {"IPv4Address": "198.19.250.10"}, "Aliases": ["web"]});
@@ -1364,18 +1370,12 @@ mod tests {
             }
             ep
         };
-        // (API, user-set MAC on lab-b, endpoints at create, to connect before start)
-        let cases: Vec<((u16, u16), bool, Value, Vec<(&str, Value)>)> = vec![
+        let cases: Vec<NetworkCase> = vec![
             // below 1.44: the primary network at create, the other connected before start;
             // below 1.45 the hostname among the aliases is the engine's
             ((1, 41), false, json!({"lab-a": primary}), vec![("lab-b", secondary(json!(["other"]), None, None))]),
             ((1, 43), false, json!({"lab-a": primary}), vec![("lab-b", secondary(json!(["other"]), None, None))]),
-            (
-                (1, 44),
-                false,
-                json!({"lab-a": primary, "lab-b": secondary(json!(["other"]), None, None)}),
-                vec![],
-            ),
+            ((1, 44), false, json!({"lab-a": primary, "lab-b": secondary(json!(["other"]), None, None)}), vec![]),
             (
                 (1, 44),
                 true,
@@ -1428,9 +1428,12 @@ mod tests {
         }
     }
 
+    /// (what, container patch, old image patch or none for a missing image, API, error)
+    type RefusalCase = (&'static str, Value, Option<Value>, (u16, u16), PlanError);
+
     #[test]
     fn refuses_what_cannot_be_reproduced() {
-        let cases: Vec<(&str, Value, Option<Value>, (u16, u16), PlanError)> = vec![
+        let cases: Vec<RefusalCase> = vec![
             ("old image gone", json!({}), None, (1, 44), PlanError::OldImageMissing(OLD.into())),
             (
                 "old image details of another image",
@@ -1622,11 +1625,7 @@ mod tests {
                 failed("unhealthy: curl: (7) Failed to connect"),
             ),
             (json!({"State": {"Health": {"Status": "unhealthy"}}}), false, failed("unhealthy")),
-            (
-                json!({"Image": OLD}),
-                false,
-                Failed(format!("runs image {OLD:?}, not the pulled {NEW}")),
-            ),
+            (json!({"Image": OLD}), false, Failed(format!("runs image {OLD:?}, not the pulled {NEW}"))),
             (
                 json!({"State": {"Status": "exited", "Running": false, "ExitCode": 1}}),
                 false,
@@ -1657,20 +1656,5 @@ mod tests {
         for (patch, window_over, want) in cases {
             assert_eq!(verify(&state(patch.clone()), NEW, window_over), want, "{patch} window over: {window_over}");
         }
-    }
-}
-
-#[cfg(test)]
-mod tmp_harness {
-    use super::*;
-    #[test]
-    fn tmp_harness_write_body() {
-        let d = "/tmp/jp6940";
-        let c: ContainerDetails = serde_json::from_str(&std::fs::read_to_string(format!("{d}/inspect.json")).unwrap()).unwrap();
-        let i: ImageDetails = serde_json::from_str(&std::fs::read_to_string(format!("{d}/image.json")).unwrap()).unwrap();
-        let s = HashMap::new();
-        let plan = plan_recreate(&PlanInput { container: &c, old_image: Some(&i), new_image: &i, image_ref: c.config.as_ref().unwrap().image.as_deref().unwrap(), api: ApiVersion::new(1, 41), suppliers: &s, op_id: "deadbeef" }).unwrap();
-        std::fs::write(format!("{d}/body.json"), serde_json::to_string_pretty(&plan.body).unwrap()).unwrap();
-        std::fs::write(format!("{d}/after.json"), serde_json::to_string_pretty(&plan.connect_after_create).unwrap()).unwrap();
     }
 }

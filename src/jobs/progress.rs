@@ -372,7 +372,10 @@ mod tests {
                     (layer("sha256:0123456789abcdef", "Pulling fs layer"), p("sha256:01234", 0, 0, 0, "Downloading")),
                     (layer(A, "Pulling fs layer"), p(A, 0, 0, 0, "Downloading")),
                     (dl(A, 10, 40), p(A, 10, 40, 25, "Downloading")),
-                    (layer("sha256:0123456789abcdef", "Download complete"), p("sha256:01234", 10, 40, 25, "Downloading")),
+                    (
+                        layer("sha256:0123456789abcdef", "Download complete"),
+                        p("sha256:01234", 10, 40, 25, "Downloading"),
+                    ),
                     (ex("sha256:0123456789abcdef", 30, 60), p("sha256:01234", 70, 100, 70, "Extracting")),
                 ],
             ),
@@ -385,10 +388,7 @@ mod tests {
                     (dl(A, 900, 1000), p(A, 900, 1000, 90, "Downloading")),
                 ],
             ),
-            (
-                "a current beyond the total is capped",
-                vec![(dl(A, 2000, 1000), p(A, 1000, 1000, 99, "Downloading"))],
-            ),
+            ("a current beyond the total is capped", vec![(dl(A, 2000, 1000), p(A, 1000, 1000, 99, "Downloading"))]),
         ];
         for (name, steps) in cases {
             let mut agg = ProgressAggregator::new();

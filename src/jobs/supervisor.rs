@@ -191,7 +191,11 @@ impl Handler<ContainerFinished> for Jobs {
         self.throttles.remove(&msg.container_id);
         if let Some(tracked) = self.tracked.get_mut(&msg.container_id) {
             tracked.ended = Some(Instant::now());
-            let alias = Tracked { progress: tracked.progress.clone(), short_id: tracked.short_id.clone(), ended: tracked.ended };
+            let alias = Tracked {
+                progress: tracked.progress.clone(),
+                short_id: tracked.short_id.clone(),
+                ended: tracked.ended,
+            };
             if let Some(new_id) = msg.new_container_id {
                 self.tracked.insert(new_id, alias);
             }
@@ -264,8 +268,16 @@ async fn run(env: &JobEnv, jobs: &Addr<Jobs>, request: &StartUpdate) {
             fan_out(aggregator_seen.error(&error));
             for target in &request.targets {
                 let old_image = Some(target.image_id.clone());
-                finish_without_change(env, jobs, target, &request.image_ref, JobResult::Failed, Some(error.clone()), old_image)
-                    .await;
+                finish_without_change(
+                    env,
+                    jobs,
+                    target,
+                    &request.image_ref,
+                    JobResult::Failed,
+                    Some(error.clone()),
+                    old_image,
+                )
+                .await;
             }
             return;
         }
@@ -302,8 +314,16 @@ async fn run(env: &JobEnv, jobs: &Addr<Jobs>, request: &StartUpdate) {
         let history = match &outcome.job_id {
             Some(id) => history_of(env, id).await,
             None => {
-                record(env, target, &request.image_ref, &outcome, Some(target.image_id.clone()), from_digest, to_digest.clone())
-                    .await
+                record(
+                    env,
+                    target,
+                    &request.image_ref,
+                    &outcome,
+                    Some(target.image_id.clone()),
+                    from_digest,
+                    to_digest.clone(),
+                )
+                .await
             }
         };
         jobs.do_send(ContainerFinished {
@@ -341,9 +361,9 @@ async fn recreate_dependents(env: &JobEnv, jobs: &Addr<Jobs>, supplier: &Contain
     map.insert(new_id.to_string(), supplier.name.clone());
     for dependent in running.values().filter(|c| c.id != new_id) {
         let Ok(details) = engine::inspect_container(&env.docker, &dependent.id).await else { continue };
-        let joins = plan::namespace_suppliers(&details).iter().any(|target| {
-            target == &supplier.name || (target.len() >= 12 && supplier.id.starts_with(target.as_str()))
-        });
+        let joins = plan::namespace_suppliers(&details)
+            .iter()
+            .any(|target| target == &supplier.name || (target.len() >= 12 && supplier.id.starts_with(target.as_str())));
         if !joins {
             continue;
         }
@@ -367,7 +387,13 @@ async fn recreate_dependents(env: &JobEnv, jobs: &Addr<Jobs>, supplier: &Contain
         .await;
         if let Some(id) = &outcome.job_id {
             if let Some(entry) = history_of(env, id).await {
-                let _ = jobs.send(ContainerFinished { container_id: dependent.id.clone(), new_container_id: None, history: Some(entry) }).await;
+                let _ = jobs
+                    .send(ContainerFinished {
+                        container_id: dependent.id.clone(),
+                        new_container_id: None,
+                        history: Some(entry),
+                    })
+                    .await;
             }
         }
     }
@@ -382,10 +408,8 @@ fn repo_digest(image: &ImageDetails, image_ref: &str) -> Option<String> {
         _ => repository,
     };
     let digests = image.repo_digests.as_deref().unwrap_or_default();
-    let digest = digests
-        .iter()
-        .find(|d| d.split_once('@').is_some_and(|(r, _)| r == repository))
-        .or_else(|| digests.first())?;
+    let digest =
+        digests.iter().find(|d| d.split_once('@').is_some_and(|(r, _)| r == repository)).or_else(|| digests.first())?;
     let digest = digest.split_once('@').map_or(digest.as_str(), |(_, d)| d);
     Some(digest.chars().take(17).collect())
 }
