@@ -57,12 +57,8 @@ impl Application {
             ttl: args.auth.session_ttl,
             cookie_secure: args.auth.cookie_secure,
         };
-        let auth_state = Arc::new(AuthState::new(
-            credentials,
-            sessions.key.clone(),
-            sessions.store.clone(),
-            args.ws_ping_interval,
-        ));
+        let auth_state =
+            Arc::new(AuthState::new(credentials, sessions.key.clone(), sessions.store.clone(), args.ws_ping_interval));
         sweep_every(SWEEP_EVERY, store.clone(), Arc::clone(&auth_state));
 
         let docker_config = credentials::load(None)?;
@@ -75,9 +71,13 @@ impl Application {
         };
         recover_interrupted_updates(&job_env).await?;
         let (events, _) = tokio::sync::broadcast::channel(256);
-        let jobs =
-            Jobs::new(job_env, OwnContainer::detect(), usize::from(args.updates.auto_update_concurrency), events.clone())
-                .start();
+        let jobs = Jobs::new(
+            job_env,
+            OwnContainer::detect(),
+            usize::from(args.updates.auto_update_concurrency),
+            events.clone(),
+        )
+        .start();
 
         let registry = RegistryClient::new(ClientOptions {
             docker_config,
@@ -101,9 +101,14 @@ impl Application {
         let inventory = inventory_ctx.run(inventory);
         DockerWatcher::new(docker, inventory.clone().recipient()).start();
 
-        let (server, addrs) =
-            http::server(args.listen, AppState { inventory, poller, view, jobs, store, events }, auth_state, policy, sessions)
-                .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        let (server, addrs) = http::server(
+            args.listen,
+            AppState { inventory, poller, view, jobs, store, events },
+            auth_state,
+            policy,
+            sessions,
+        )
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         for addr in &addrs {
             tracing::info!(data_dir = %args.data_dir.display(), "listening on http://{addr}");
         }

@@ -6,8 +6,11 @@ use common::{lab, spawn_app_with, TestApp};
 use reqwest::header::{COOKIE, ORIGIN, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 const PASSWORD: &str = "correct horse battery staple";
+/// Long enough for a loaded machine; a passing run never waits it out.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn app_with_password(lab: &common::Lab) -> TestApp {
     spawn_app_with(lab, &[("SHIPSHAPE_AUTH", "on"), ("SHIPSHAPE_AUTH_PASSWORD", PASSWORD)])
@@ -108,6 +111,16 @@ async fn login_cookie_opens_api_and_websocket_until_logout() {
     // The old cookie is dead server-side, not just forgotten by the browser.
     let after = get_with_cookie(&app, "/api/images", &cookie).await;
     assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+    // And the websocket it opened is closed by the server.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => panic!("websocket still open {PATIENCE:?} after logout"),
+            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => break,
+            // View updates and pings may still arrive until then.
+            Ok(Some(Ok(_))) => {}
+        }
+    }
 }
 
 #[tokio::test]

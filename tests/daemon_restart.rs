@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use common::{find_container, lab, spawn_app, unique};
 
+/// Long enough for a loaded machine; a passing run never waits it out.
+/// How fast the snapshot is right again is measured, not asserted.
+const PATIENCE: Duration = Duration::from_secs(30);
+
 #[tokio::test]
 async fn snapshot_is_right_again_after_the_daemon_restarts() {
     let lab = lab();
@@ -15,7 +19,7 @@ async fn snapshot_is_right_again_after_the_daemon_restarts() {
     let (transient, durable) = (unique("transient"), unique("durable"));
     let _t = lab.run(&transient, &lab.base_image, &[]);
     let _d = lab.run(&durable, &lab.base_image, &["--restart", "always"]);
-    app.wait_images(Duration::from_secs(5), "both containers", |i| {
+    app.wait_images(PATIENCE, "both containers", |i| {
         find_container(i, &transient).is_some() && find_container(i, &durable).is_some()
     })
     .await;
@@ -24,7 +28,7 @@ async fn snapshot_is_right_again_after_the_daemon_restarts() {
     let back = Instant::now();
     // The plain container died with the daemon; the restart-always one came back.
     let images = app
-        .wait_images(Duration::from_secs(5), "snapshot after the daemon's return", |i| {
+        .wait_images(PATIENCE, "snapshot after the daemon's return", |i| {
             find_container(i, &transient).is_none() && find_container(i, &durable).is_some()
         })
         .await;
@@ -34,8 +38,5 @@ async fn snapshot_is_right_again_after_the_daemon_restarts() {
     // And the event stream works again: a new container shows up.
     let after = unique("after-restart");
     let _a = lab.run(&after, &lab.base_image, &[]);
-    app.wait_images(Duration::from_secs(2), "container started after the restart", |i| {
-        find_container(i, &after).is_some()
-    })
-    .await;
+    app.wait_images(PATIENCE, "container started after the restart", |i| find_container(i, &after).is_some()).await;
 }

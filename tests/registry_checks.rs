@@ -9,6 +9,9 @@ use std::time::Duration;
 use common::{find_container, group, lab, short, spawn_app, spawn_app_with, unique, Lab};
 use serde_json::Value;
 
+/// Long enough for a loaded machine; a passing run never waits it out.
+const PATIENCE: Duration = Duration::from_secs(30);
+
 /// Builds and pushes a new version of `reference` (a repository on a lab registry) and returns its digest.
 fn push_version(lab: &Lab, reference: &str, marker: &str, remote_only: bool) -> String {
     let mut args = vec!["build-image"];
@@ -33,7 +36,7 @@ async fn up_to_date_then_outdated_then_partial() {
 
     // Checked as soon as it is seen, without asking.
     let images = app
-        .wait_images(Duration::from_secs(10), "first check", |i| {
+        .wait_images(PATIENCE, "first check", |i| {
             find_container(i, &old).is_some_and(|(g, _)| g["status"] == "uptodate")
         })
         .await;
@@ -60,7 +63,7 @@ async fn up_to_date_then_outdated_then_partial() {
     let new = unique("new");
     let _new = lab.run(&new, &image, &[]);
     let images = app
-        .wait_images(Duration::from_secs(5), "partial group", |i| {
+        .wait_images(PATIENCE, "partial group", |i| {
             find_container(i, &new).is_some() && group(i, &image)["status"] == "partial"
         })
         .await;
@@ -76,7 +79,7 @@ async fn never_pushed_image_is_unknown_with_a_reason() {
     let name = unique("local");
     let _c = lab.run(&name, &image, &[]);
     let app = spawn_app(&lab);
-    app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
+    app.wait_images(PATIENCE, "container", |i| find_container(i, &name).is_some()).await;
     let images = app.check_now().await;
     let g = group(&images, &image);
     assert_eq!(g["status"], "unknown");
@@ -87,20 +90,36 @@ async fn never_pushed_image_is_unknown_with_a_reason() {
 }
 
 #[tokio::test]
-async fn digest_pinned_container_is_up_to_date_and_never_outdated() {
+async fn digest_pinned_container_stays_up_to_date_when_its_tag_moves_on() {
     let lab = lab();
-    let digests = lab.docker(&["image", "inspect", "--format", "{{json .RepoDigests}}", &lab.base_image]);
-    let pinned: Vec<String> = serde_json::from_str(&digests).expect("json");
-    let pinned = pinned.into_iter().find(|d| d.starts_with(&lab.registry)).expect("base image has a repo digest");
-    let name = unique("pinned");
-    let _c = lab.run(&name, &pinned, &[]);
+    let repo = format!("{}/pinned/{}", lab.registry, unique("app"));
+    let image = format!("{repo}:v1");
+    let first = push_version(&lab, &image, "one", false);
+    let pinned = format!("{repo}@{first}");
+    let (pinned_name, tagged_name) = (unique("pinned"), unique("tagged"));
+    let _p = lab.run(&pinned_name, &pinned, &[]);
+    let _t = lab.run(&tagged_name, &image, &[]);
     let app = spawn_app(&lab);
-    app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
+    app.wait_images(PATIENCE, "both containers", |i| {
+        find_container(i, &pinned_name).is_some() && find_container(i, &tagged_name).is_some()
+    })
+    .await;
+
+    // A newer image is pushed to the tag the pinned digest came from.
+    let second = push_version(&lab, &image, "two", true);
+    assert_ne!(first, second);
     let images = app.check_now().await;
-    let (g, item) = find_container(&images, &name).expect("listed");
+    // The tagged container sees it...
+    let (g, item) = find_container(&images, &tagged_name).expect("tagged container listed");
+    assert_eq!((g["status"].as_str(), item["status"].as_str()), (Some("outdated"), Some("outdated")), "{g}");
+    assert_eq!(g["remote_digest"], short(&second).as_str());
+    // ...the pinned one is exactly what it asked for, and stays up to date.
+    let (g, item) = find_container(&images, &pinned_name).expect("pinned container listed");
     assert_eq!(g["image"], pinned.as_str());
-    assert_eq!(g["status"], "uptodate");
+    assert_eq!(g["status"], "uptodate", "{g}");
+    assert_eq!(g["remote_digest"], short(&first).as_str(), "{g}");
     assert_eq!(item["status"], "uptodate");
+    assert_eq!(item["local_digest"], short(&first).as_str());
 }
 
 #[tokio::test]
@@ -112,7 +131,7 @@ async fn basic_auth_registry_through_docker_config() {
 
     // The lab's DOCKER_CONFIG holds a `docker login` for that registry.
     let app = spawn_app(&lab);
-    app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
+    app.wait_images(PATIENCE, "container", |i| find_container(i, &name).is_some()).await;
     let images = app.check_now().await;
     let g = group(&images, &image);
     assert_eq!(g["status"], "uptodate", "{g}");
@@ -121,7 +140,7 @@ async fn basic_auth_registry_through_docker_config() {
     let empty = tempfile::tempdir().expect("tempdir");
     let config = empty.path().to_string_lossy().to_string();
     let anonymous = spawn_app_with(&lab, &[("DOCKER_CONFIG", &config)]);
-    anonymous.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
+    anonymous.wait_images(PATIENCE, "container", |i| find_container(i, &name).is_some()).await;
     let images = anonymous.check_now().await;
     let g = group(&images, &image);
     assert_eq!(g["status"], "unknown");
@@ -149,7 +168,7 @@ async fn manifest_list_is_compared_by_its_index_digest() {
     let name = unique("multi");
     let _c = lab.run(&name, &list, &[]);
     let app = spawn_app(&lab);
-    app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
+    app.wait_images(PATIENCE, "container", |i| find_container(i, &name).is_some()).await;
     let images = app.check_now().await;
     let g = group(&images, &list);
     assert_eq!(g["remote_digest"], short(&index_digest).as_str(), "{g}");
@@ -213,7 +232,7 @@ async fn registry_down_keeps_the_last_status_with_an_error() {
     let name = unique("down");
     let _c = lab.run(&name, &image, &[]);
     let app = spawn_app(&lab);
-    app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
+    app.wait_images(PATIENCE, "container", |i| find_container(i, &name).is_some()).await;
     assert_eq!(group(&app.check_now().await, &image)["status"], "uptodate");
 
     registry.stop();
@@ -242,13 +261,13 @@ async fn polls_on_the_interval() {
     let name = unique("poll");
     let _c = lab.run(&name, &image, &[]);
     let app = spawn_app_with(&lab, &[("SHIPSHAPE_POLL_INTERVAL", "2s")]);
-    app.wait_images(Duration::from_secs(5), "checked on sight", |i| {
+    app.wait_images(PATIENCE, "checked on sight", |i| {
         find_container(i, &name).is_some_and(|(g, _)| g["remote_digest"] == short(&first).as_str())
     })
     .await;
     // A new version appears in the registry; nobody asks, the interval finds it.
     push_version(&lab, &image, "two", true);
-    app.wait_images(Duration::from_secs(8), "outdated after a poll", |i| {
+    app.wait_images(PATIENCE, "outdated after a poll", |i| {
         find_container(i, &name).is_some_and(|(g, _)| g["status"] == "outdated")
     })
     .await;
@@ -270,7 +289,7 @@ async fn a_hanging_registry_does_not_hold_back_the_others() {
 
     let app = spawn_app(&lab);
     let images = app
-        .wait_images(Duration::from_secs(5), "the fast registry's answer", |i| {
+        .wait_images(PATIENCE, "the fast registry's answer", |i| {
             find_container(i, &fast_name).is_some_and(|(g, _)| g["status"] == "uptodate")
         })
         .await;
@@ -278,4 +297,132 @@ async fn a_hanging_registry_does_not_hold_back_the_others() {
     assert_eq!(hanging["status"], "unknown");
     assert!(hanging.get("checked_at").is_none() && hanging.get("error").is_none(), "still in flight: {hanging}");
     proxy.set_script(Script::forward());
+}
+
+/// Removes a local tag when dropped.
+struct Untag<'a>(&'a Lab, String);
+
+impl Drop for Untag<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.docker_output(&["rmi", &self.1]);
+    }
+}
+
+/// Plain http is for the engine's insecure registries — its CIDRs
+/// (dockerd's default here: 127.0.0.0/8) matched against IP literals and
+/// `localhost` only — and for names in `SHIPSHAPE_INSECURE_REGISTRIES`. A
+/// registry reached by any other name is https only, whatever the name
+/// resolves to: a DNS answer must not turn TLS off. `127.1` is such a name
+/// (not an IP literal to shipshape) that still stays on loopback: URL parsing
+/// reads it as 127.0.0.1, so nothing asks DNS.
+#[tokio::test]
+async fn plain_http_only_for_the_engines_insecure_addresses_and_listed_names() {
+    use common::flaky_proxy::{FlakyProxy, Script};
+    const MANIFESTS: &str = "/v2/*/manifests/*";
+    let lab = lab();
+    let repo = format!("insecure/{}", unique("app"));
+    let pushed = format!("{}/{repo}:1", lab.registry);
+    let digest = push_version(&lab, &pushed, "insecure", false);
+    // Two doors to the lab registry: 127.0.0.2, inside the engine's CIDR, and
+    // 127.1, a name.
+    let in_cidr = FlakyProxy::start_at("127.0.0.2:0", &lab.registry, Script::forward());
+    let by_name = FlakyProxy::start(&lab.registry, Script::forward());
+    let (_, port) = by_name.addr.rsplit_once(':').expect("proxy port");
+    let name_host = format!("127.1:{port}");
+    let (cidr_image, name_image) = (format!("{}/{repo}:1", in_cidr.addr), format!("{name_host}/{repo}:1"));
+    let mut untag = Vec::new();
+    let mut running = Vec::new();
+    for image in [&cidr_image, &name_image] {
+        lab.docker(&["tag", &pushed, image]);
+        untag.push(Untag(&lab, image.clone()));
+        running.push((unique("insecure"), image.clone()));
+    }
+    let _containers: Vec<_> = running.iter().map(|(name, image)| lab.run(name, image, &[])).collect();
+    let all_listed = |i: &[Value]| running.iter().all(|(name, _)| find_container(i, name).is_some());
+
+    let strict = spawn_app(&lab);
+    strict.wait_images(PATIENCE, "both containers", all_listed).await;
+    let images = strict.check_now().await;
+    let g = group(&images, &cidr_image);
+    assert_eq!(g["remote_digest"], short(&digest).as_str(), "{g}");
+    assert!(g.get("error").is_none(), "{g}");
+    assert!(in_cidr.requests_matching(MANIFESTS) >= 1, "{:?}", in_cidr.path_counts());
+    let g = group(&images, &name_image);
+    assert_eq!(g["remote_digest"], "unknown", "{g}");
+    assert!(g["error"].as_str().is_some_and(|e| e.contains(&name_host)), "{g}");
+    assert_eq!(by_name.requests_matching(MANIFESTS), 0, "plain http to {name_host}: {:?}", by_name.path_counts());
+
+    let listed = spawn_app_with(&lab, &[("SHIPSHAPE_INSECURE_REGISTRIES", &name_host)]);
+    listed.wait_images(PATIENCE, "both containers", all_listed).await;
+    let images = listed.check_now().await;
+    let g = group(&images, &name_image);
+    assert_eq!(g["remote_digest"], short(&digest).as_str(), "{g}");
+    assert!(g.get("error").is_none(), "{g}");
+    assert!(by_name.requests_matching(MANIFESTS) >= 1, "{:?}", by_name.path_counts());
+}
+
+/// A token server that fails or goes away while its registry answers: the
+/// last status stays, with the reason, and comes back once tokens do.
+#[tokio::test]
+async fn a_token_server_that_goes_down_keeps_the_last_status_with_an_error() {
+    use common::registry::TestRegistry;
+    use common::token_server::{TokenServer, TokenServerOptions};
+    let lab = lab();
+    // Tokens live 2 s: every check after that needs the token server.
+    let tokens = TokenServer::start_with(TokenServerOptions { expires_in: 2, ..Default::default() });
+    let registry = TestRegistry::start(tokens.registry_auth());
+    let config = tempfile::tempdir().expect("docker config");
+    common::docker_as_ok(
+        &lab,
+        config.path(),
+        &["login", "-u", &tokens.user, "--password-stdin", &registry.addr],
+        Some(&tokens.password),
+    );
+    let image = format!("{}/tokdown/{}:1", registry.addr, unique("app"));
+    let (digest, _tag) = common::push_base_as(&lab, config.path(), &image);
+    let name = unique("tokdown");
+    let _c = lab.run(&name, &image, &[]);
+    let config_dir = config.path().to_string_lossy().to_string();
+    let app = spawn_app_with(&lab, &[("DOCKER_CONFIG", &config_dir)]);
+    app.wait_images(PATIENCE, "container", |i| find_container(i, &name).is_some()).await;
+    assert_eq!(group(&app.check_now().await, &image)["status"], "uptodate");
+
+    let checks_until = |what: &'static str, pred: fn(&Value) -> bool| {
+        let app = &app;
+        let image = &image;
+        async move {
+            let deadline = std::time::Instant::now() + PATIENCE;
+            loop {
+                let images = app.check_now().await;
+                let g = group(&images, image).clone();
+                if pred(&g) {
+                    return g;
+                }
+                assert!(std::time::Instant::now() < deadline, "{what}: not seen within {PATIENCE:?}; last: {g}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let kept = |g: &Value, digest: &str| {
+        assert_eq!(g["status"], "uptodate", "last status kept: {g}");
+        assert_eq!(g["remote_digest"], short(digest).as_str(), "{g}");
+    };
+
+    tokens.set_failure(Some(503));
+    let g = checks_until("the token server's 503", |g| g.get("error").is_some()).await;
+    kept(&g, &digest);
+    let error = g["error"].as_str().unwrap_or_default();
+    assert!(error.contains(&registry.addr) && error.contains("503"), "{g}");
+
+    tokens.set_failure(None);
+    let g = checks_until("tokens again", |g| g.get("error").is_none()).await;
+    kept(&g, &digest);
+
+    let password = tokens.password.clone();
+    drop(tokens);
+    let g = checks_until("the token server gone", |g| g.get("error").is_some()).await;
+    kept(&g, &digest);
+    let error = g["error"].as_str().unwrap_or_default();
+    assert!(error.contains(&registry.addr) && error.contains("unreachable"), "{g}");
+    assert!(!app.log().contains(&password), "password in the log");
 }

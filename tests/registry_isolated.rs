@@ -12,6 +12,9 @@ use common::{find_container, group, lab, short, spawn_app, spawn_app_with, uniqu
 /// Held for a whole test: one app at a time in this binary.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Long enough for a loaded machine; a passing run never waits it out.
+const PATIENCE: Duration = Duration::from_secs(30);
+
 #[tokio::test]
 async fn bearer_token_registry_with_cached_tokens() {
     use common::registry::TestRegistry;
@@ -34,7 +37,7 @@ async fn bearer_token_registry_with_cached_tokens() {
 
     let config_dir = config.path().to_string_lossy().to_string();
     let app = spawn_app_with(&lab, &[("DOCKER_CONFIG", &config_dir)]);
-    app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
+    app.wait_images(PATIENCE, "container", |i| find_container(i, &name).is_some()).await;
     let images = app.check_now().await;
     let g = group(&images, &image);
     assert_eq!(g["status"], "uptodate", "{g}");
@@ -59,7 +62,7 @@ async fn rate_limited_registry_keeps_the_last_status_until_retry_after() {
     let name = unique("limited");
     let _c = lab.run(&name, &image, &[]);
     let app = spawn_app(&lab);
-    app.wait_images(Duration::from_secs(5), "container", |i| find_container(i, &name).is_some()).await;
+    app.wait_images(PATIENCE, "container", |i| find_container(i, &name).is_some()).await;
     let before = app.check_now().await;
     let g = group(&before, &image);
     assert_eq!(g["status"], "uptodate");
@@ -100,7 +103,7 @@ async fn never_checks_one_image_twice_at_once() {
     proxy.set_script(Script::manifests(Mode::Stall));
     proxy.reset_counts();
     let app = spawn_app(&lab);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + PATIENCE;
     while proxy.requests_matching("/v2/*/manifests/*") == 0 {
         assert!(std::time::Instant::now() < deadline, "no check on sight");
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -259,7 +259,10 @@ async fn a_copy_of_the_data_dir_is_private_and_cannot_forge_a_session() {
     let lab = lab();
     let app = app_with_password(&lab, &[]);
     let cookie = login_cookie(&app).await;
-    assert_eq!(common::http_client().get(app.url("/api/images")).header(COOKIE, &cookie).send().await.expect("r").status(), 200);
+    assert_eq!(
+        common::http_client().get(app.url("/api/images")).header(COOKIE, &cookie).send().await.expect("r").status(),
+        200
+    );
     let mode = |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode(&app.data_dir), 0o700);
     for entry in std::fs::read_dir(&app.data_dir).expect("list") {
@@ -273,7 +276,8 @@ async fn a_copy_of_the_data_dir_is_private_and_cannot_forge_a_session() {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
     .expect("open copy");
-    let key: String = db.query_row("SELECT value FROM settings WHERE key = 'session_key'", [], |r| r.get(0)).expect("key");
+    let key: String =
+        db.query_row("SELECT value FROM settings WHERE key = 'session_key'", [], |r| r.get(0)).expect("key");
     let stored: Vec<String> = db
         .prepare("SELECT key FROM sessions")
         .expect("sql")
@@ -299,7 +303,10 @@ async fn weak_passwords_and_open_auth_on_the_network_are_refused_at_start() {
     let lab = lab();
     let cases: [(&[(&str, &str)], &str); 4] = [
         (&[("SHIPSHAPE_AUTH", "on"), ("SHIPSHAPE_AUTH_PASSWORD", "")], "SHIPSHAPE_AUTH_PASSWORD is empty"),
-        (&[("SHIPSHAPE_AUTH", "on"), ("SHIPSHAPE_AUTH_PASSWORD", "elevenchars")], "SHIPSHAPE_AUTH_PASSWORD is too short"),
+        (
+            &[("SHIPSHAPE_AUTH", "on"), ("SHIPSHAPE_AUTH_PASSWORD", "elevenchars")],
+            "SHIPSHAPE_AUTH_PASSWORD is too short",
+        ),
         (&[("SHIPSHAPE_AUTH", "off"), ("SHIPSHAPE_LISTEN", "0.0.0.0:0")], "SHIPSHAPE_AUTH=off on 0.0.0.0:0"),
         (&[("SHIPSHAPE_AUTH", "off"), ("SHIPSHAPE_LISTEN", "[::]:0")], "SHIPSHAPE_AUTH=off on [::]:0"),
     ];
@@ -354,7 +361,11 @@ where
     }
 }
 
-async fn open_ws(app: &TestApp, cookie: &str) -> impl futures::Stream<Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>> + Unpin {
+async fn open_ws(
+    app: &TestApp,
+    cookie: &str,
+) -> impl futures::Stream<Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>>
+       + Unpin {
     let mut request =
         tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(app.ws_url()).expect("request");
     request.headers_mut().insert("cookie", cookie.parse().expect("header"));

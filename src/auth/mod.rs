@@ -58,7 +58,8 @@ impl Credentials {
     /// password changes, sessions made with the old one stop matching.
     pub fn fingerprint(&self) -> String {
         use sha2::Digest;
-        let digest = sha2::Sha256::new().chain_update(b"shipshape session v1\0").chain_update(&self.password_hash).finalize();
+        let digest =
+            sha2::Sha256::new().chain_update(b"shipshape session v1\0").chain_update(&self.password_hash).finalize();
         hex::encode(&digest[..16])
     }
 

@@ -155,7 +155,11 @@ pub async fn require_session(
     if let Some(credentials) = credentials {
         let session = req.get_session();
         let logged_in = session.get::<String>(SESSION_USER).ok().flatten().is_some()
-            && session.get::<String>(SESSION_FINGERPRINT).ok().flatten().is_some_and(|fp| fp == credentials.fingerprint());
+            && session
+                .get::<String>(SESSION_FINGERPRINT)
+                .ok()
+                .flatten()
+                .is_some_and(|fp| fp == credentials.fingerprint());
         if !logged_in {
             if session.get::<String>(SESSION_USER).ok().flatten().is_some() {
                 // Made with an old password: end it for good.
@@ -235,9 +239,13 @@ mod tests {
 
     #[test]
     fn origin_check_applies_to_state_changes_and_upgrades() {
-        for (method, upgrade, expected) in
-            [("POST", false, true), ("DELETE", false, true), ("GET", false, false), ("HEAD", false, false), ("GET", true, true)]
-        {
+        for (method, upgrade, expected) in [
+            ("POST", false, true),
+            ("DELETE", false, true),
+            ("GET", false, false),
+            ("HEAD", false, false),
+            ("GET", true, true),
+        ] {
             let mut req = TestRequest::default().method(Method::from_bytes(method.as_bytes()).expect("method"));
             if upgrade {
                 req = req.insert_header((header::UPGRADE, "websocket"));

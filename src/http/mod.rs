@@ -19,12 +19,12 @@ use actix_web::cookie::{Key, SameSite};
 use actix_web::{middleware, web, App, HttpServer};
 
 use crate::inventory::{Inventory, ViewReceiver};
-use crate::registry::poller::RegistryPoller;
 use crate::jobs::supervisor::Jobs;
+use crate::registry::poller::RegistryPoller;
 use crate::store::{SqliteSessionStore, Store};
-use tokio::sync::broadcast;
 use auth::AuthState;
 use policy::HostPolicy;
+use tokio::sync::broadcast;
 
 /// Request bodies are small JSON documents; anything bigger is refused (413).
 pub const BODY_LIMIT: usize = 16 * 1024;

@@ -58,9 +58,9 @@ impl HostPolicy {
         if host == "localhost" || is_ip_literal(&host) {
             return true;
         }
-        self.public.as_ref().is_some_and(|p| {
-            host == p.host && port.map_or(p.port == default_port(&p.scheme), |port| port == p.port)
-        })
+        self.public
+            .as_ref()
+            .is_some_and(|p| host == p.host && port.map_or(p.port == default_port(&p.scheme), |port| port == p.port))
     }
 
     /// Whether a request with this `Origin`, sent to this (allowed) `Host`,
@@ -143,7 +143,10 @@ fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {
 
 fn is_ip_literal(host: &str) -> bool {
     host.parse::<std::net::Ipv4Addr>().is_ok()
-        || host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok())
+        || host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok())
 }
 
 fn default_port(scheme: &str) -> u16 {

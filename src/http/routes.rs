@@ -8,8 +8,8 @@ use super::error::ApiError;
 use super::AppState;
 use crate::inventory::{CurrentView, FindContainer, ToggleAutoUpdate};
 use crate::jobs::supervisor::{GetProgress, StartUpdate};
-use crate::store::History;
 use crate::registry::poller::CheckNow;
+use crate::store::History;
 
 /// Public routes first; everything else under `/api` lives in one scope
 /// behind the session guard, so a path the guard does not know is protected.
@@ -104,6 +104,12 @@ async fn container_action(req: HttpRequest, state: web::Data<AppState>) -> Resul
             Ok(HttpResponse::Ok().json(json!({ "auto_update": enabled })))
         }
         Action::Update => {
+            // Mid-update the container may be stopped or renamed, out of
+            // the view: its running job answers for it.
+            let progress = state.jobs.send(GetProgress { container_id: id.to_string() }).await?;
+            if progress.is_some_and(|p| !p.is_final()) {
+                return Ok(updating());
+            }
             let container = state
                 .inventory
                 .send(FindContainer { container_id: id.to_string() })

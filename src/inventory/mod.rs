@@ -17,8 +17,8 @@ use tokio::sync::watch;
 
 use crate::docker::model::{Container, EngineSnapshot};
 use crate::docker::watcher::EngineChanged;
-use crate::registry::messages::{RemoteChanged, RemoteStates};
 use crate::jobs::supervisor::StartUpdate;
+use crate::registry::messages::{RemoteChanged, RemoteStates};
 use crate::registry::poller::ImagesSeen;
 use crate::store::{SetAutoUpdate, Store, StoreError};
 use view::{build_groups, references, ImageGroup};

@@ -49,7 +49,10 @@ pub const DB_FILE: &str = "shipshape.db";
 /// the cookie key and the sessions.
 pub fn open(data_dir: &Path) -> Result<Connection, StoreError> {
     let dir_err = |source| StoreError::DataDir { path: data_dir.to_path_buf(), source };
-    std::fs::create_dir_all(data_dir).map_err(dir_err)?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(data_dir).map_err(dir_err)?;
+    }
     restrict(data_dir, 0o700).map_err(dir_err)?;
     let path = data_dir.join(DB_FILE);
     create_private(&path).map_err(dir_err)?;

@@ -119,7 +119,11 @@ impl SqliteSessionStore {
     /// The state of a live session by the id its cookie carries; `None`
     /// once it ended (logout, expiry, password change).
     pub async fn live_state(&self, session_id: &str) -> Result<Option<SessionState>, StoreError> {
-        let state = self.store.send(LoadSession { key: stored_key(session_id) }).await.map_err(|_| StoreError::Unavailable)??;
+        let state = self
+            .store
+            .send(LoadSession { key: stored_key(session_id) })
+            .await
+            .map_err(|_| StoreError::Unavailable)??;
         Ok(state.and_then(|s| serde_json::from_str(&s).ok()))
     }
 

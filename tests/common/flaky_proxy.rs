@@ -111,7 +111,13 @@ pub struct FlakyProxy {
 
 impl FlakyProxy {
     pub fn start(upstream_addr: &str, script: Script) -> FlakyProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind flaky proxy");
+        FlakyProxy::start_at("127.0.0.1:0", upstream_addr, script)
+    }
+
+    /// Listens on `bind` (a loopback address, e.g. `127.0.0.2:0`) instead.
+    pub fn start_at(bind: &str, upstream_addr: &str, script: Script) -> FlakyProxy {
+        assert!(bind.starts_with("127.") || bind.starts_with("[::1]:"), "flaky proxy: {bind} is not loopback");
+        let listener = TcpListener::bind(bind).expect("bind flaky proxy");
         listener.set_nonblocking(true).expect("nonblocking listener");
         let addr = listener.local_addr().expect("proxy addr").to_string();
         let shared = Arc::new(Shared {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod flaky_proxy;
+pub mod jobs;
 pub mod registry;
 pub mod token_server;
 pub mod wire;
@@ -348,6 +349,27 @@ impl TestApp {
             self.env.push((key.to_string(), value.to_string()));
         }
         self.restart(lab);
+    }
+
+    /// Like [`restart`](Self::restart), with some settings removed.
+    pub fn restart_without(&mut self, lab: &Lab, keys: &[&str]) {
+        self.env.retain(|(k, _)| !keys.contains(&k.as_str()));
+        self.restart(lab);
+    }
+
+    /// Waits for the service to exit on its own (a crash the test provoked);
+    /// panics with its log if it still runs after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status,
+                Ok(None) => {}
+                Err(e) => panic!("waiting for shipshape: {e}"),
+            }
+            assert!(Instant::now() < deadline, "shipshape still runs after {within:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn kill(&mut self) {
