@@ -21,7 +21,15 @@ fn main() -> ExitCode {
         .init();
     let result = match (&cli.command, cli.serve_args()) {
         (Some(Command::Check(args)), _) => check(args),
-        (_, Some(args)) => actix_web::rt::System::new().block_on(serve(args.clone())),
+        (_, Some(args)) => actix_web::rt::System::new().block_on(async {
+            // Exit from inside the runtime: dropping it with actors alive
+            // (a start-up failure after they started) would panic.
+            if let Err(e) = serve(args.clone()).await {
+                eprintln!("shipshape: {e}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }),
         (_, None) => Ok(()),
     };
     match result {

@@ -40,6 +40,9 @@ impl Application {
         insecure::check_entries(&args.registry.insecure_registries)
             .map_err(|e| format!("SHIPSHAPE_INSECURE_REGISTRIES: {e}"))?;
         let policy = HostPolicy::new(args.public_url.as_deref(), args.trusted_proxies.clone())?;
+        // Before any actor or timer exists: a failure here leaves nothing running.
+        let listener =
+            std::net::TcpListener::bind(args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let conn = store::open(&args.data_dir)?;
         let store = Store::start(conn, args.data_dir.clone());
         let auto_update = store.send(LoadAutoUpdate).await??;
@@ -102,7 +105,7 @@ impl Application {
         DockerWatcher::new(docker, inventory.clone().recipient()).start();
 
         let (server, addrs) = http::server(
-            args.listen,
+            listener,
             AppState { inventory, poller, view, jobs, store, events },
             auth_state,
             policy,

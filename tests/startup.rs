@@ -43,7 +43,9 @@ fn bad_values_fail_with_one_clear_line_and_exit_code_1() {
     let data = dir.path().join("data").to_string_lossy().to_string();
     let not_dir = file.join("data");
     let not_dir_s = not_dir.to_string_lossy().to_string();
-    let cases: [(&[(&str, &str)], String); 3] = [
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_addr = taken.local_addr().expect("addr").to_string();
+    let cases: [(&[(&str, &str)], String); 4] = [
         (
             &[("SHIPSHAPE_DATA_DIR", &not_dir_s)],
             format!("shipshape: cannot create data directory {}: Not a directory (os error 20)", not_dir.display()),
@@ -56,6 +58,10 @@ fn bad_values_fail_with_one_clear_line_and_exit_code_1() {
         (
             &[("SHIPSHAPE_DATA_DIR", &data), ("SHIPSHAPE_AUTH_PASSWORD_HASH", "plain-text")],
             "shipshape: SHIPSHAPE_AUTH_PASSWORD_HASH is not an argon2 PHC string ($argon2id$v=19$...)".to_string(),
+        ),
+        (
+            &[("SHIPSHAPE_DATA_DIR", &data), ("SHIPSHAPE_LISTEN", &taken_addr)],
+            format!("shipshape: cannot listen on {taken_addr}: Address already in use (os error 98)"),
         ),
     ];
     for (env, expected) in cases {

@@ -90,6 +90,8 @@ pub struct ContainerEntry {
     /// The engine's word: `created`, `running`, `paused`, `restarting`, `removing`, `exited` or `dead`.
     pub state: String,
     pub labels: HashMap<String, String>,
+    /// `HostConfig.NetworkMode` as listed: `none`, a network, or `container:<id or name>`.
+    pub network_mode: String,
 }
 
 /// The engine's registry settings (`RegistryConfig` of `GET /info`): which

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod policy;
 pub mod routes;
+pub mod static_files;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -47,10 +48,11 @@ pub struct SessionSettings {
     pub cookie_secure: bool,
 }
 
-/// Binds first (so a taken port fails at once with a clear error) and
-/// returns the bound addresses, which differ from `listen` for port 0.
+/// Serves on a listener bound before anything else started (so a taken port
+/// fails at once with a clear error); returns the bound addresses, which
+/// differ from the configured one for port 0.
 pub fn server(
-    listen: SocketAddr,
+    listener: std::net::TcpListener,
     state: AppState,
     auth: Arc<AuthState>,
     policy: HostPolicy,
@@ -83,7 +85,7 @@ pub fn server(
             .wrap(middleware::from_fn(auth::edge))
             .configure(routes::configure)
     })
-    .bind(listen)?;
+    .listen(listener)?;
     let addrs = bound.addrs();
     Ok((bound.run(), addrs))
 }

@@ -30,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/ws").route(web::get().to(super::ws::connect)))
                 .default_service(web::to(not_found)),
         )
+        .configure(super::static_files::configure)
         .default_service(web::to(not_found));
 }
 

@@ -111,10 +111,20 @@ pub fn new_op_id() -> String {
 struct Journal<'a> {
     store: &'a Addr<Store>,
     id: String,
+    /// When the last step was journalled: the debug log says how long each took.
+    last: std::sync::Mutex<Instant>,
 }
 
-impl Journal<'_> {
+impl<'a> Journal<'a> {
+    fn new(store: &'a Addr<Store>, id: String) -> Self {
+        Self { store, id, last: std::sync::Mutex::new(Instant::now()) }
+    }
+
     async fn step(&self, step: JobStep, new_container_id: Option<String>) -> Result<(), JobError> {
+        if let Ok(mut last) = self.last.lock() {
+            tracing::debug!(job = %self.id, step = step.as_str(), previous_ms = last.elapsed().as_millis() as u64, "step");
+            *last = Instant::now();
+        }
         let msg = JournalStep { id: self.id.clone(), step, new_container_id };
         self.store.send(msg).await.map_err(|_| StoreError::Unavailable)??;
         fault_point(step);
@@ -211,7 +221,7 @@ pub async fn recreate(env: &JobEnv, req: RecreateRequest<'_>, report: &Report, b
         Ok(Ok(())) => fault_point(JobStep::Planned),
         Ok(Err(e)) | Err(e) => return failed(format!("cannot journal the update: {e}")),
     }
-    let journal = Journal { store: &env.store, id: op_id.clone() };
+    let journal = Journal::new(&env.store, op_id.clone());
     let job_id = Some(op_id);
     report(base.with_status(Stage::Recreating));
     let mut new_id = None;
@@ -369,7 +379,7 @@ async fn cleanup_image(env: &JobEnv, image_id: &str) {
 /// engine's state: past `verified` the replacement stands (its name is set
 /// and the old container removed); before, everything is rolled back.
 pub async fn recover(env: &JobEnv, record: &JobRecord) -> Result<JobResult, JobError> {
-    let journal = Journal { store: &env.store, id: record.id.clone() };
+    let journal = Journal::new(&env.store, record.id.clone());
     let Ok(plan) = serde_json::from_str::<RecreatePlan>(&record.plan) else {
         // An outcome being recorded (no plan: nothing was ever changed).
         journal.finish(JobResult::Failed, Some("interrupted by a restart before any change".into())).await?;

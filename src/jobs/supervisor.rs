@@ -13,7 +13,6 @@ use serde_json::json;
 use tokio::sync::broadcast;
 
 use super::own::OwnContainer;
-use super::plan;
 use super::progress::{ProgressAggregator, PullProgress, Stage, Throttle};
 use super::sequence::{self, JobEnv, Outcome, RecreateRequest, Report};
 use crate::docker::engine;
@@ -343,8 +342,8 @@ async fn run(env: &JobEnv, jobs: &Addr<Jobs>, request: &StartUpdate) {
 /// `container:` modes, which must name the supplier as it is now.
 async fn suppliers(env: &JobEnv) -> HashMap<String, String> {
     let mut map = HashMap::new();
-    if let Ok(containers) = engine::running_containers(&env.docker).await {
-        for c in containers.into_values() {
+    if let Ok(entries) = engine::running_entries(&env.docker).await {
+        for c in entries {
             map.insert(c.id.clone(), c.name.clone());
             map.insert(c.name.clone(), c.name);
         }
@@ -352,29 +351,40 @@ async fn suppliers(env: &JobEnv) -> HashMap<String, String> {
     map
 }
 
-/// Containers that joined the updated one's namespaces still point at the
-/// removed container: recreate them, on their own image, pointing at the new one.
+/// Whether a `container:<target>` mode names this container (by name or id prefix).
+fn names_container(mode: &str, id: &str, name: &str) -> bool {
+    mode.strip_prefix("container:")
+        .map(|t| t.trim_start_matches('/'))
+        .is_some_and(|target| target == name || (target.len() >= 12 && id.starts_with(target)))
+}
+
+/// Containers that joined the updated one's network namespace still point
+/// at the removed container: recreate them, on their own image, pointing at
+/// the new one. Found from one list call (its network modes), so an update
+/// costs no inspect per container on the host.
 async fn recreate_dependents(env: &JobEnv, jobs: &Addr<Jobs>, supplier: &Container, new_id: &str) {
-    let Ok(running) = engine::running_containers(&env.docker).await else { return };
+    let Ok(running) = engine::running_entries(&env.docker).await else { return };
+    let dependents: Vec<_> = running
+        .iter()
+        .filter(|c| c.id != new_id && names_container(&c.network_mode, &supplier.id, &supplier.name))
+        .collect();
+    if dependents.is_empty() {
+        return;
+    }
     let mut map = suppliers(env).await;
     map.insert(supplier.id.clone(), supplier.name.clone());
     map.insert(new_id.to_string(), supplier.name.clone());
-    for dependent in running.values().filter(|c| c.id != new_id) {
+    for dependent in dependents {
         let Ok(details) = engine::inspect_container(&env.docker, &dependent.id).await else { continue };
-        let joins = plan::namespace_suppliers(&details)
-            .iter()
-            .any(|target| target == &supplier.name || (target.len() >= 12 && supplier.id.starts_with(target.as_str())));
-        if !joins {
-            continue;
-        }
         let Ok(image) = engine::inspect_image(&env.docker, &dependent.image_id).await else { continue };
+        let image_ref = details.config.as_ref().and_then(|c| c.image.clone()).unwrap_or_default();
         tracing::info!(container = %dependent.name, supplier = %supplier.name, "recreating a namespace dependent");
         let report = reporter(jobs, &dependent.id);
         let outcome = sequence::recreate(
             env,
             RecreateRequest {
                 container_id: &dependent.id,
-                image_ref: &dependent.image_ref,
+                image_ref: &image_ref,
                 new_image: &image,
                 force: true,
                 suppliers: &map,
@@ -387,13 +397,12 @@ async fn recreate_dependents(env: &JobEnv, jobs: &Addr<Jobs>, supplier: &Contain
         .await;
         if let Some(id) = &outcome.job_id {
             if let Some(entry) = history_of(env, id).await {
-                let _ = jobs
-                    .send(ContainerFinished {
-                        container_id: dependent.id.clone(),
-                        new_container_id: None,
-                        history: Some(entry),
-                    })
-                    .await;
+                let finished = ContainerFinished {
+                    container_id: dependent.id.clone(),
+                    new_container_id: None,
+                    history: Some(entry),
+                };
+                let _ = jobs.send(finished).await;
             }
         }
     }
@@ -471,6 +480,23 @@ async fn finish_without_change(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn container_modes_name_their_supplier() {
+        let id = "3d4c5b6a7f8e9d0c1b2a3d4c5b6a7f8e9d0c1b2a3d4c5b6a7f8e9d0c1b2a3d4c";
+        for (mode, expected) in [
+            ("container:web", true),
+            ("container:/web", true),
+            (&format!("container:{id}") as &str, true),
+            ("container:3d4c5b6a7f8e", true),
+            ("container:3d4c5b", false),
+            ("container:webx", false),
+            ("web", false),
+            ("none", false),
+        ] {
+            assert_eq!(names_container(mode, id, "web"), expected, "{mode}");
+        }
+    }
 
     #[test]
     fn repo_digest_prefers_the_reference_repository() {

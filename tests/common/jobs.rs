@@ -72,13 +72,16 @@ pub fn build_image(lab: &Lab, reference: &str, lines: &str, remote_only: bool) -
     digest
 }
 
-/// `scripts/lab build-image`: the base image plus a /marker file; returns the digest.
+/// `scripts/lab build-image`: the base image plus a /marker file; returns the
+/// digest. The marker is made unique: the builder's cache would otherwise give
+/// the same image to every test (and earlier run) using the same marker.
 pub fn lab_image(lab: &Lab, reference: &str, marker: &str, remote_only: bool) -> String {
+    let marker = format!("{marker} {}", unique("marker"));
     let mut args = vec!["build-image"];
     if remote_only {
         args.push("--remote-only");
     }
-    args.extend([reference, marker]);
+    args.extend([reference, marker.as_str()]);
     let digest = lab.script(&args);
     assert!(digest.starts_with("sha256:"), "build-image printed {digest:?}");
     digest
@@ -182,6 +185,14 @@ impl Drop for Cleanup {
         }
         for image in &self.images {
             let _ = lab.docker_output(&["rmi", image]);
+            // Earlier versions the update left behind, untagged but still
+            // listed under the repository by their digest.
+            if let Some((repo, _)) = image.rsplit_once(':').filter(|(r, _)| r.contains('/')) {
+                let out = lab.docker_output(&["images", "-q", "--no-trunc", repo]);
+                for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = lab.docker_output(&["rmi", id]);
+                }
+            }
         }
         for volume in &self.volumes {
             let _ = lab.docker_output(&["volume", "rm", "-f", volume]);

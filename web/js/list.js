@@ -1,0 +1,459 @@
+// The main list: one card per image group, one row per container. Cards and
+// rows are keyed (image, container name) and updated in place, so a live
+// change touches only what changed, focus stays where it was and nothing
+// jumps; 200 containers filter by toggling `hidden`.
+
+import { h, icon, setAttr, setText, shortDigest, ago, when, bytes } from './dom.js';
+import { overallPercent, phaseOf } from './jobs.js';
+
+export const STATUS = {
+  uptodate: { word: 'Up to date', icon: 'check' },
+  outdated: { word: 'Outdated', icon: 'up' },
+  partial: { word: 'Partly outdated', icon: 'partial' },
+  unknown: { word: 'Unknown', icon: 'question' },
+  updating: { word: 'Updating', icon: 'refresh' },
+  failed: { word: 'Update failed', icon: 'x' },
+};
+
+export function badge(status, cls = '') {
+  const el = h('span', { class: `badge ${cls}`.trim() });
+  setBadge(el, status);
+  return el;
+}
+
+export function setBadge(el, status) {
+  const info = STATUS[status] || STATUS.unknown;
+  if (el.dataset.status === status) return;
+  el.dataset.status = status;
+  el.textContent = '';
+  el.append(icon(info.icon), h('span', { class: 'badge-word' }, info.word));
+}
+
+/** Whether a container (of `group`) matches the search text. */
+export function matches(group, item, q) {
+  if (!q) return true;
+  const needle = q.toLowerCase();
+  return (
+    item.container_name.toLowerCase().includes(needle) ||
+    group.image.toLowerCase().includes(needle) ||
+    item.container_id.toLowerCase().startsWith(needle)
+  );
+}
+
+function splitImage(image) {
+  // Tag or digest after the last path segment: `host:5000/app:1.2` → `host:5000/app`, `:1.2`.
+  const at = image.indexOf('@');
+  if (at >= 0) return [image.slice(0, at), image.slice(at)];
+  const slash = image.lastIndexOf('/');
+  const colon = image.lastIndexOf(':');
+  if (colon > slash) return [image.slice(0, colon), image.slice(colon)];
+  return [image, ''];
+}
+
+/**
+ * The image name in pieces that wrap only after a `/` (a long piece still
+ * breaks rather than overflow); a registry host is muted, the tag too.
+ */
+function imageName(image) {
+  const [name, tag] = splitImage(image);
+  const parts = name.split('/');
+  const host = parts.length > 1 && /[.:]|^localhost$/.test(parts[0]);
+  return parts.map((part, i) => {
+    const last = i === parts.length - 1;
+    const cls = host && i === 0 ? 'seg seg-host' : 'seg';
+    return h('span', { class: cls }, last ? [part, h('span', { class: 'image-tag' }, tag)] : `${part}/`);
+  });
+}
+
+/**
+ * A keyboard user keeps their place: when the control that had focus is
+ * gone or hidden by a change (Update becomes a progress bar, Retry an
+ * outcome), focus moves to `fallback` in the same row or card.
+ */
+function keepFocus(focused, scope, fallback) {
+  if (!focused) return;
+  const gone = !scope.contains(focused) || focused.hidden || focused.disabled || focused.closest('[hidden]');
+  if (gone && fallback && !fallback.disabled) fallback.focus();
+}
+
+const PHASE_WORDS = {
+  connecting: 'Starting',
+  pulling: 'Pulling',
+  recreating: 'Recreating',
+  verifying: 'Verifying',
+  done: 'Updated',
+  error: 'Failed',
+};
+const STEPS = [
+  ['pulling', 'Pull'],
+  ['recreating', 'Recreate'],
+  ['verifying', 'Verify'],
+];
+
+export class List {
+  /**
+   * @param {HTMLElement} root
+   * @param {object} actions  update(group, item), updateAll(group), toggleAuto(item), retry(name), dismiss(name)
+   */
+  constructor(root, actions) {
+    this.root = root;
+    this.actions = actions;
+    this.cards = new Map();
+  }
+
+  /**
+   * @param {Array} groups   what to show (the view, plus rows kept during updates)
+   * @param {Jobs} jobs
+   * @param {{status: string, q: string}} filter
+   * @returns {number} how many containers are shown
+   */
+  render(groups, jobs, filter) {
+    const seen = new Set();
+    let shown = 0;
+    let previous = null;
+    for (const group of groups) {
+      seen.add(group.image);
+      let card = this.cards.get(group.image);
+      if (!card) {
+        card = new Card(group.image, this.actions);
+        this.cards.set(group.image, card);
+        if (this.rendered) card.el.classList.add('enter');
+      }
+      const visible = card.update(group, jobs, filter);
+      shown += visible;
+      // Keep DOM order equal to the view's order, moving only what is out of place.
+      const wanted = previous ? previous.nextSibling : this.root.firstChild;
+      if (wanted !== card.el) this.root.insertBefore(card.el, wanted);
+      previous = card.el;
+    }
+    for (const [image, card] of this.cards) {
+      if (!seen.has(image)) {
+        card.el.remove();
+        this.cards.delete(image);
+      }
+    }
+    this.rendered = true;
+    return shown;
+  }
+
+  /** The relative times ("3 minutes ago") move on. */
+  tick() {
+    for (const card of this.cards.values()) card.tick();
+  }
+}
+
+class Card {
+  constructor(image, actions) {
+    this.image = image;
+    this.actions = actions;
+    this.rows = new Map();
+    this.group = null;
+    this.badge = badge('unknown', 'badge-group');
+    this.digest = h('code', { class: 'digest' });
+    this.checked = h('time');
+    this.checkedWrap = h('span', { class: 'meta-item' }, 'checked ', this.checked);
+    this.versions = h('span', { class: 'meta-item versions', hidden: true });
+    this.error = h('p', { class: 'card-error', hidden: true });
+    this.updateAll = h('button', { type: 'button', class: 'btn btn-secondary update-all', hidden: true });
+    this.updateAll.addEventListener('click', () => this.group && actions.updateAll(this.group, this.updateAll));
+    this.list = h('ul', { class: 'rows', role: 'list' });
+    this.count = h('span', { class: 'count' });
+    this.el = h(
+      'article',
+      { class: 'card', 'aria-label': image, dataset: { image } },
+      h(
+        'header',
+        { class: 'card-head' },
+        h(
+          'div',
+          { class: 'card-title' },
+          icon('box', 'card-icon'),
+          h('h2', { class: 'image', title: image }, imageName(image)),
+          this.badge,
+        ),
+        h(
+          'div',
+          { class: 'card-meta' },
+          h('span', { class: 'meta-item' }, 'registry digest ', this.digest),
+          this.checkedWrap,
+          this.count,
+          this.versions,
+        ),
+        this.error,
+        this.updateAll,
+      ),
+      this.list,
+    );
+  }
+
+  update(group, jobs, filter) {
+    const focused = document.activeElement === this.updateAll ? this.updateAll : null;
+    this.group = group;
+    setBadge(this.badge, group.status);
+    this.el.dataset.status = group.status;
+    setText(this.digest, shortDigest(group.remote_digest));
+    setAttr(this.digest, 'title', group.remote_digest);
+    this.checkedAt = group.checked_at;
+    this.checkedWrap.hidden = !group.checked_at;
+    this.tick();
+    this.renderVersions(group);
+    if (group.error) {
+      this.error.hidden = false;
+      if (this.error.dataset.text !== group.error) {
+        this.error.dataset.text = group.error;
+        this.error.textContent = '';
+        this.error.append(icon('alert'), h('span', {}, group.error));
+      }
+    } else {
+      this.error.hidden = true;
+    }
+    const n = group.containers.length;
+    setText(this.count, `${n} container${n === 1 ? '' : 's'}`);
+
+    const outdated = group.containers.filter((c) => c.status === 'outdated' && !jobs.isActive(c.container_name));
+    const busy = group.containers.some((c) => jobs.isActive(c.container_name));
+    // One container: its own Update button is the same thing.
+    this.updateAll.hidden = n < 2 || (outdated.length === 0 && !busy);
+    if (busy && outdated.length === 0) {
+      setText(this.updateAll, 'Updating…');
+      this.updateAll.disabled = true;
+    } else {
+      setText(this.updateAll, `Update all (${n})`);
+      this.updateAll.disabled = busy;
+    }
+    setAttr(this.updateAll, 'aria-label', `Update all containers of ${group.image}`);
+
+    const q = filter.q.trim();
+    const seen = new Set();
+    let visible = 0;
+    let previous = null;
+    for (const item of group.containers) {
+      seen.add(item.container_name);
+      let row = this.rows.get(item.container_name);
+      if (!row) {
+        row = new Row(item.container_name, this.actions);
+        this.rows.set(item.container_name, row);
+        // Rows that come later fade in; the first render just appears.
+        if (this.rendered) row.el.classList.add('enter');
+      }
+      row.update(group, item, jobs);
+      const show = matches(group, item, q) && (filter.status === 'all' || filter.status === item.status);
+      row.el.hidden = !show;
+      if (show) visible += 1;
+      const wanted = previous ? previous.nextSibling : this.list.firstChild;
+      if (wanted !== row.el) this.list.insertBefore(row.el, wanted);
+      previous = row.el;
+    }
+    for (const [name, row] of this.rows) {
+      if (!seen.has(name)) {
+        row.el.remove();
+        this.rows.delete(name);
+      }
+    }
+    this.el.hidden = visible === 0;
+    this.rendered = true;
+    const firstSwitch = this.list.querySelector('li.row:not([hidden]) .switch');
+    if (firstSwitch) keepFocus(focused, this.el, firstSwitch);
+    return visible;
+  }
+
+  renderVersions(group) {
+    // Filled once the API reports versions (`version`, `newer`, `update_kind`, `release_notes`).
+    const newer = group.newer && typeof group.newer === 'object' ? group.newer : null;
+    const target = newer && (newer.major || newer.minor || newer.patch);
+    const key = JSON.stringify([group.version, newer, group.update_kind, group.release_notes]);
+    if (this.versions.dataset.key === key) return;
+    this.versions.dataset.key = key;
+    this.versions.textContent = '';
+    const parts = [];
+    if (group.version && target) {
+      parts.push(h('span', { class: 'version' }, group.version, h('span', { class: 'arrow', 'aria-label': 'to' }, ' → '), target));
+    } else if (group.version) {
+      parts.push(h('span', { class: 'version' }, group.version));
+    }
+    if (group.update_kind) {
+      parts.push(h('span', { class: `kind kind-${group.update_kind}` }, group.update_kind));
+    }
+    if (group.release_notes && /^https?:\/\//.test(group.release_notes)) {
+      parts.push(
+        h('a', { href: group.release_notes, target: '_blank', rel: 'noopener noreferrer', class: 'notes' }, icon('link'), 'Release notes'),
+      );
+    }
+    this.versions.hidden = parts.length === 0;
+    this.versions.append(...parts);
+  }
+
+  tick() {
+    if (!this.checkedAt) return;
+    setText(this.checked, ago(this.checkedAt));
+    setAttr(this.checked, 'datetime', this.checkedAt);
+    setAttr(this.checked, 'title', when(this.checkedAt));
+  }
+}
+
+class Row {
+  constructor(name, actions) {
+    this.name = name;
+    this.actions = actions;
+    this.item = null;
+    this.group = null;
+    this.nameEl = h('span', { class: 'name' }, name);
+    this.idEl = h('code', { class: 'id' });
+    this.local = h('code', { class: 'digest' });
+    this.remote = h('code', { class: 'digest' });
+    this.arrow = h('span', { class: 'arrow', 'aria-label': 'to' }, '→');
+    this.digests = h('div', { class: 'row-digests' }, h('span', { class: 'label' }, 'digest'), this.local, this.arrow, this.remote);
+    this.badge = badge('unknown');
+    this.switchEl = h(
+      'button',
+      { type: 'button', role: 'switch', class: 'switch', 'aria-checked': 'false', 'aria-label': `Auto-update ${name}` },
+      h('span', { class: 'switch-track' }, h('span', { class: 'switch-thumb' })),
+      h('span', { class: 'switch-label' }, 'Auto-update'),
+    );
+    this.switchEl.addEventListener('click', () => this.item && actions.toggleAuto(this.item, this.switchEl));
+    this.button = h('button', { type: 'button', class: 'btn btn-primary update' }, 'Update');
+    setAttr(this.button, 'aria-label', `Update ${name}`);
+    this.button.addEventListener('click', () => this.group && this.item && actions.update(this.group, this.item));
+    this.buttonSlot = h('div', { class: 'row-action' }, this.button);
+    this.job = h('div', { class: 'row-job', hidden: true });
+    this.el = h(
+      'li',
+      { class: 'row', dataset: { name } },
+      h('div', { class: 'row-main' }, h('div', { class: 'row-name' }, this.nameEl, this.idEl), this.digests),
+      h('div', { class: 'row-status' }, this.badge),
+      h('div', { class: 'row-auto' }, this.switchEl),
+      this.buttonSlot,
+      this.job,
+    );
+    this.jobKey = '';
+  }
+
+  update(group, item, jobs) {
+    const focused = this.el.contains(document.activeElement) ? document.activeElement : null;
+    this.group = group;
+    this.item = item;
+    this.el.dataset.id = item.container_id;
+    setText(this.idEl, item.container_id);
+    setAttr(this.idEl, 'title', `container id ${item.container_id}`);
+    setText(this.local, shortDigest(item.local_digest));
+    setAttr(this.local, 'title', `running ${item.local_digest}`);
+    const outdated = item.status === 'outdated';
+    this.arrow.hidden = !outdated;
+    this.remote.hidden = !outdated;
+    setText(this.remote, shortDigest(group.remote_digest));
+    setAttr(this.remote, 'title', `newest ${group.remote_digest}`);
+    this.el.dataset.status = item.status;
+    if (item.gone) this.el.dataset.gone = 'true';
+    else delete this.el.dataset.gone;
+
+    const job = jobs.get(this.name);
+    const active = !!job && job.state !== 'ended';
+    const failed = !!job && job.state === 'ended' && job.outcome && job.outcome.kind !== 'updated';
+    setBadge(this.badge, active ? 'updating' : failed ? 'failed' : item.status);
+    this.badge.classList.toggle('spin', active);
+
+    setAttr(this.switchEl, 'aria-checked', item.auto_update ? 'true' : 'false');
+    this.switchEl.disabled = !!item.gone;
+
+    // The Update button: for outdated containers, and not while the
+    // progress (or a failure with its Retry) is shown below.
+    this.button.hidden = !outdated || active || failed;
+    this.button.disabled = !!item.gone;
+    this.renderJob(job);
+    keepFocus(focused, this.el, this.switchEl);
+  }
+
+  renderJob(job) {
+    if (!job) {
+      this.job.hidden = true;
+      this.jobKey = '';
+      this.job.textContent = '';
+      return;
+    }
+    this.job.hidden = false;
+    if (job.state !== 'ended') {
+      this.renderProgress(job);
+      return;
+    }
+    const key = `outcome:${job.outcome.kind}:${job.outcome.reason}:${job.endedAt}`;
+    if (this.jobKey === key) return;
+    this.jobKey = key;
+    this.job.textContent = '';
+    const { kind, reason } = job.outcome;
+    if (kind === 'updated') {
+      this.job.append(
+        h('div', { class: 'outcome outcome-ok', role: 'status' }, icon('check'), h('span', {}, h('strong', {}, 'Updated.'), ' Now on the newest image.')),
+      );
+      return;
+    }
+    const retry = h('button', { type: 'button', class: 'btn btn-secondary' }, icon('refresh'), 'Retry');
+    setAttr(retry, 'aria-label', `Retry the update of ${this.name}`);
+    retry.addEventListener('click', () => this.actions.retry(this.name));
+    const dismiss = h('button', { type: 'button', class: 'btn btn-ghost' }, 'Dismiss');
+    setAttr(dismiss, 'aria-label', `Dismiss the message about ${this.name}`);
+    dismiss.addEventListener('click', () => this.actions.dismiss(this.name));
+    const title = kind === 'rolled_back' ? 'Rolled back:' : 'Update failed:';
+    const after = kind === 'rolled_back' ? 'The previous container runs again, as it was.' : 'Nothing was changed.';
+    this.job.append(
+      h(
+        'div',
+        { class: `outcome outcome-error outcome-${kind}`, role: 'alert' },
+        icon(kind === 'rolled_back' ? 'undo' : 'alert'),
+        h(
+          'div',
+          { class: 'outcome-text' },
+          h('p', {}, h('strong', {}, title), ' ', h('span', { class: 'reason' }, reason || 'no reason given')),
+          h('p', { class: 'outcome-after' }, after),
+        ),
+        h('div', { class: 'outcome-actions' }, retry, dismiss),
+      ),
+    );
+  }
+
+  renderProgress(job) {
+    if (!this.jobKey.startsWith('progress')) {
+      this.jobKey = 'progress';
+      this.job.textContent = '';
+      this.phaseEl = h('span', { class: 'job-phase' });
+      this.detailEl = h('span', { class: 'job-detail' });
+      this.pctEl = h('span', { class: 'job-pct' });
+      this.fill = h('div', { class: 'progress-fill' });
+      this.bar = h(
+        'div',
+        { class: 'progress', role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': '0', 'aria-label': `Update of ${this.name}` },
+        this.fill,
+      );
+      this.steps = STEPS.map(([key, word]) => h('li', { dataset: { step: key } }, word));
+      this.job.append(
+        h('div', { class: 'job' }, h('div', { class: 'job-line' }, this.phaseEl, this.detailEl, this.pctEl), this.bar, h('ol', { class: 'steps', 'aria-label': 'Steps' }, this.steps)),
+      );
+    }
+    const p = job.progress || {};
+    const phase = phaseOf(p.status);
+    const pct = overallPercent(p);
+    setText(this.phaseEl, job.state === 'requested' ? 'Starting' : PHASE_WORDS[phase] || p.status);
+    const details = [];
+    if (phase === 'pulling' || phase === 'connecting') {
+      if (p.total > 0) details.push(`${bytes(p.current)} of ${bytes(p.total)}`);
+      if (p.layer) details.push(`layer ${p.layer}`);
+      if (p.status && phase === 'pulling') details.unshift(p.status);
+    } else if (phase === 'recreating') {
+      details.push('new container from the new image');
+    } else if (phase === 'verifying') {
+      details.push('checking it stays up');
+    }
+    setText(this.detailEl, details.join(' · '));
+    setText(this.pctEl, `${pct}%`);
+    setAttr(this.bar, 'aria-valuenow', pct);
+    setAttr(this.bar, 'aria-valuetext', `${PHASE_WORDS[phase] || p.status}, ${pct}%`);
+    const width = `${pct}%`;
+    if (this.fill.style.width !== width) this.fill.style.width = width;
+    const order = ['connecting', 'pulling', 'recreating', 'verifying', 'done'];
+    const at = order.indexOf(phase);
+    for (const li of this.steps) {
+      const i = order.indexOf(li.dataset.step);
+      li.className = i < at ? 'done' : i === at || (at === 0 && i === 1) ? 'current' : '';
+      setAttr(li, 'aria-current', li.className === 'current' ? 'step' : null);
+    }
+  }
+}

@@ -1,0 +1,632 @@
+// shipshape's page: wires the API, the websocket, the list, the dialogs and
+// the URL together. State lives here; the modules render it.
+
+import { api, containerPath, describe, groupPath, onUnauthorized } from './api.js';
+import { announce, h, icon, setAttr, setIcon, setText, shortDigest, toast } from './dom.js';
+import { confirmDialog, nameList, openModal } from './dialogs.js';
+import { History } from './history.js';
+import { Jobs, SUCCESS_SHOWN_MS } from './jobs.js';
+import { List, matches } from './list.js';
+import { Live } from './live.js';
+
+const $ = (id) => document.getElementById(id);
+
+const FILTERS = ['all', 'outdated', 'uptodate', 'unknown'];
+const SESSION_ENDED = 'Your session ended. Please sign in again.';
+const USER_KEY = 'shipshape.user';
+/** Without a word from the websocket for this long, a running job is asked for over REST. */
+const QUIET_MS = 15000;
+const WATCH_MS = 2000;
+
+const state = {
+  auth: true,
+  screen: 'loading',
+  groups: [],
+  loaded: false,
+  filter: readFilter(),
+  /** name → {group, item}: the last place a container was seen, for rows kept during an update */
+  lastSeen: new Map(),
+  /** name → time of the last REST poll of its job */
+  polled: new Map(),
+};
+
+const jobs = new Jobs();
+const list = new List($('list'), { update, updateAll, toggleAuto, retry, dismiss });
+const historyPanel = new History($('history'));
+const live = new Live({
+  message: onMessage,
+  status: showConnection,
+  resync,
+  sessionEnded: () => showLogin(SESSION_ENDED),
+});
+
+async function boot({ afterLogin = false } = {}) {
+  show('loading');
+  let status;
+  try {
+    status = await api('/api/auth/status');
+  } catch (error) {
+    showFailure(error);
+    return;
+  }
+  state.auth = status?.enabled !== false;
+  let groups;
+  try {
+    groups = await api('/api/images', { quiet401: true });
+  } catch (error) {
+    if (error.status === 401) showLogin();
+    else showFailure(error);
+    return;
+  }
+  show('dash');
+  setGroups(groups);
+  live.start();
+  // The form that had focus is gone: the list takes it (no on-screen keyboard pops up).
+  if (afterLogin) $('list').focus();
+}
+
+/** One of: loading, dash, login, failure. */
+function show(screen) {
+  state.screen = screen;
+  const inside = screen === 'dash' || screen === 'loading';
+  $('dash').hidden = !inside;
+  $('loading').hidden = screen !== 'loading';
+  $('login').hidden = screen !== 'login';
+  $('failure').hidden = screen !== 'failure';
+  $('check').hidden = !inside;
+  $('history-open').hidden = !inside;
+  $('logout').hidden = !inside || !state.auth;
+  $('conn').hidden = screen !== 'dash';
+  // While loading, the skeleton stands in for the list (and whatever it showed before).
+  $('list').hidden = screen === 'loading';
+  if (screen === 'loading') {
+    $('empty').hidden = true;
+    $('nomatch').hidden = true;
+  }
+  setAttr($('list'), 'aria-busy', screen === 'loading' ? 'true' : 'false');
+  if (screen !== 'dash') document.title = 'shipshape';
+}
+
+function showFailure(error) {
+  live.stop();
+  setText($('failure-text'), describe(error));
+  show('failure');
+  $('failure-retry').focus();
+}
+
+// ------------------------------------------------------------ login
+
+function setupLogin() {
+  const form = $('login-form');
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const user = $('user').value.trim();
+    const pass = $('pass').value;
+    const error = $('login-error');
+    if (!user || !pass) {
+      loginError(!user ? 'Enter your user name.' : 'Enter your password.');
+      (!user ? $('user') : $('pass')).focus();
+      return;
+    }
+    const button = $('login-submit');
+    button.disabled = true;
+    setText(button, 'Signing in…');
+    error.hidden = true;
+    try {
+      await api('/api/login', { method: 'POST', body: { user, pass }, quiet401: true });
+      $('pass').value = '';
+      remember(USER_KEY, user);
+      $('login-note').hidden = true;
+      await boot({ afterLogin: true });
+    } catch (e) {
+      if (e.status === 401) loginError('Wrong user or password.');
+      else if (e.status === 429) {
+        const seconds = Number(e.retryAfter) || Number((e.body.match(/(\d+)\s*s/) || [])[1]) || 60;
+        loginError(`Too many attempts. Try again in ${seconds} s.`);
+      } else loginError(describe(e));
+      $('pass').select();
+      $('pass').focus();
+    } finally {
+      button.disabled = false;
+      setText(button, 'Sign in');
+    }
+  });
+}
+
+function loginError(text) {
+  const error = $('login-error');
+  error.textContent = '';
+  error.append(icon('alert'), h('span', {}, text));
+  error.hidden = false;
+}
+
+/** The login form, over whatever the URL asked for: after it, the same view. */
+function showLogin(note = '') {
+  live.stop();
+  if (state.screen === 'login') return;
+  for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
+  historyPanel.reset();
+  const noteEl = $('login-note');
+  noteEl.hidden = !note;
+  setText(noteEl, note);
+  $('login-error').hidden = true;
+  if (!$('user').value) $('user').value = recall(USER_KEY) || '';
+  show('login');
+  ($('user').value ? $('pass') : $('user')).focus();
+}
+
+async function logout() {
+  live.stop();
+  try {
+    await api('/api/logout', { method: 'POST', quiet401: true });
+  } catch (error) {
+    if (error.status !== 401) {
+      toast(`Could not log out: ${describe(error)}`, 'error');
+      live.start();
+      return;
+    }
+  }
+  state.groups = [];
+  showLogin('You are logged out.');
+}
+
+// ------------------------------------------------------------ data
+
+function setGroups(groups) {
+  state.groups = Array.isArray(groups) ? groups : [];
+  state.loaded = true;
+  jobs.remember(state.groups);
+  for (const group of state.groups) {
+    for (const item of group.containers) state.lastSeen.set(item.container_name, { group, item });
+  }
+  scheduleRender();
+}
+
+function onMessage(message) {
+  switch (message?.type) {
+    case 'images':
+      setGroups(message.data);
+      break;
+    case 'progress': {
+      const before = jobs.get(jobs.names.get(message.container_id))?.state;
+      const name = jobs.progress(message.container_id, message.data);
+      if (name) {
+        const job = jobs.get(name);
+        if (job?.state === 'ended' && before !== 'ended') ended(job);
+        scheduleRender();
+      }
+      break;
+    }
+    case 'history':
+      historyPanel.add(message.data);
+      break;
+    default:
+      break;
+  }
+}
+
+/** A job just ended: say so, and let a success fade after a while. */
+function ended(job) {
+  if (job.outcome.kind === 'updated') {
+    setTimeout(() => {
+      if (jobs.expire()) scheduleRender();
+    }, SUCCESS_SHOWN_MS + 100);
+  }
+  announceOutcome(job);
+}
+
+function announceOutcome(job) {
+  if (job.outcome.kind === 'updated') announce(`${job.name} updated.`);
+  else if (job.outcome.kind === 'rolled_back') announce(`${job.name} rolled back: ${job.outcome.reason}`);
+  else announce(`Update of ${job.name} failed: ${job.outcome.reason}`);
+}
+
+/** Before the websocket reconnects: the full state over REST (and whether we may go on). */
+async function resync() {
+  try {
+    setGroups(await api('/api/images', { quiet401: true }));
+  } catch (error) {
+    if (error.status === 401) {
+      showLogin(SESSION_ENDED);
+      return false;
+    }
+    throw error;
+  }
+  await watchJobs(true);
+  return true;
+}
+
+/**
+ * A row never stays "updating": while the websocket is down, or quiet about a
+ * running job for too long, its progress is read over REST.
+ */
+async function watchJobs(now = false) {
+  if (state.screen !== 'dash') return;
+  const due = jobs.active().filter((job) => {
+    if (job.state === 'requested') return false;
+    const quiet = !live.open || Date.now() - job.lastEvent > QUIET_MS;
+    const recently = Date.now() - (state.polled.get(job.name) || 0) < WATCH_MS - 100;
+    return (now || quiet) && !recently;
+  });
+  await Promise.all(due.map(pollJob));
+}
+
+async function pollJob(job) {
+  state.polled.set(job.name, Date.now());
+  try {
+    const progress = await api(containerPath(job.id, 'progress'));
+    if (!jobs.isActive(job.name)) return;
+    jobs.progress(job.id, progress);
+    const after = jobs.get(job.name);
+    if (after?.state === 'ended') ended(after);
+  } catch (error) {
+    if (error.status !== 404) return;
+    // The server no longer follows it: how it ended is in the history.
+    jobs.lost(job.name, await outcomeFromHistory(job));
+    if (!jobs.get(job.name)?.outcome) jobs.dismiss(job.name);
+  }
+  scheduleRender();
+}
+
+async function outcomeFromHistory(job) {
+  try {
+    const entries = await api('/api/history?limit=50');
+    const entry = entries.find((e) => e.container_name === job.name && Date.parse(e.finished_at) >= job.since - 2000);
+    if (!entry) return null;
+    if (entry.result === 'rolled_back') return { kind: 'rolled_back', reason: entry.error || '' };
+    if (entry.result === 'failed') return { kind: 'failed', reason: entry.error || '' };
+    return { kind: 'updated', reason: '' };
+  } catch {
+    return null;
+  }
+}
+
+// ------------------------------------------------------------ actions
+
+async function update(group, item) {
+  const name = item.container_name;
+  if (!jobs.request(name, item.container_id)) return;
+  scheduleRender();
+  try {
+    await api(containerPath(item.container_id, 'update'), { method: 'POST' });
+    jobs.accepted(name);
+  } catch (error) {
+    if (error.status === 401) return;
+    jobs.refused(name, describe(error));
+  }
+  scheduleRender();
+}
+
+async function updateAll(group, opener) {
+  const targets = group.containers.filter((c) => !jobs.isActive(c.container_name));
+  if (targets.length === 0) return;
+  const items = targets.map((c) =>
+    h(
+      'li',
+      {},
+      h('strong', {}, c.container_name),
+      ' ',
+      c.status === 'outdated'
+        ? h('span', { class: 'dialog-digests' }, h('code', {}, shortDigest(c.local_digest)), ' → ', h('code', {}, shortDigest(group.remote_digest)))
+        : h('span', { class: 'dialog-digests muted' }, 'already on the newest image, left as it is'),
+    ),
+  );
+  const outdated = targets.filter((c) => c.status === 'outdated').length || targets.length;
+  const ok = await confirmDialog({
+    title: outdated === 1 ? 'Update 1 container?' : `Update ${outdated} containers?`,
+    body: [
+      h(
+        'p',
+        {},
+        h('code', { class: 'dialog-image' }, group.image),
+        ' is pulled once; then each container is recreated in turn, keeping its settings. One that does not come up is rolled back.',
+      ),
+      nameList(items),
+    ],
+    confirm: outdated === 1 ? 'Update 1 container' : `Update ${outdated} containers`,
+    opener,
+  });
+  if (!ok) return;
+  const requested = targets.filter((c) => jobs.request(c.container_name, c.container_id));
+  if (requested.length === 0) return;
+  scheduleRender();
+  try {
+    await api(groupPath(group.image), { method: 'POST' });
+    for (const c of requested) jobs.accepted(c.container_name);
+  } catch (error) {
+    if (error.status === 401) return;
+    for (const c of requested) jobs.refused(c.container_name, describe(error));
+  }
+  scheduleRender();
+}
+
+function retry(name) {
+  const seen = findContainer(name);
+  if (!seen) {
+    toast(`${name} is not running any more.`, 'error');
+    return;
+  }
+  jobs.dismiss(name);
+  update(seen.group, seen.item);
+}
+
+function dismiss(name) {
+  jobs.dismiss(name);
+  scheduleRender();
+}
+
+async function toggleAuto(item, button) {
+  // Not disabled while it waits (that would drop the keyboard focus): a
+  // second press before the answer is ignored.
+  if (button.dataset.pending) return;
+  button.dataset.pending = '1';
+  setAttr(button, 'aria-busy', 'true');
+  const before = item.auto_update;
+  item.auto_update = !before;
+  setAttr(button, 'aria-checked', item.auto_update ? 'true' : 'false');
+  try {
+    const answer = await api(containerPath(item.container_id, 'auto-update'), { method: 'POST' });
+    item.auto_update = !!answer?.auto_update;
+    announce(`Auto-update ${item.auto_update ? 'on' : 'off'} for ${item.container_name}.`);
+  } catch (error) {
+    item.auto_update = before;
+    if (error.status !== 401) toast(`Could not change auto-update of ${item.container_name}: ${describe(error)}`, 'error');
+  } finally {
+    delete button.dataset.pending;
+    setAttr(button, 'aria-busy', null);
+    scheduleRender();
+  }
+}
+
+function findContainer(name) {
+  for (const group of state.groups) {
+    const item = group.containers.find((c) => c.container_name === name);
+    if (item) return { group, item };
+  }
+  return null;
+}
+
+async function checkNow() {
+  const button = $('check');
+  // Busy, not disabled: a disabled button would drop the keyboard focus.
+  if (button.getAttribute('aria-busy') === 'true') return;
+  setAttr(button, 'aria-busy', 'true');
+  button.classList.add('busy');
+  setText(button.querySelector('.btn-word'), 'Checking…');
+  try {
+    setGroups(await api('/api/check', { method: 'POST' }));
+    const n = state.groups.length;
+    toast(`Checked ${n} image${n === 1 ? '' : 's'}.`);
+  } catch (error) {
+    if (error.status !== 401) toast(`Check failed: ${describe(error)}`, 'error');
+  } finally {
+    setAttr(button, 'aria-busy', null);
+    button.classList.remove('busy');
+    setText(button.querySelector('.btn-word'), 'Check now');
+  }
+}
+
+// ------------------------------------------------------------ render
+
+let frame = 0;
+
+function scheduleRender() {
+  if (frame) return;
+  frame = requestAnimationFrame(() => {
+    frame = 0;
+    render();
+  });
+}
+
+/**
+ * The view plus, during an update, the rows of containers that are briefly
+ * out of it (stopped, renamed, being replaced), so no row jumps away.
+ */
+function displayed() {
+  const groups = state.groups.map((g) => ({ ...g, containers: [...g.containers] }));
+  for (const job of jobs.byName.values()) {
+    if (job.state === 'ended' && job.outcome?.kind === 'updated') continue;
+    if (findContainer(job.name)) continue;
+    const seen = state.lastSeen.get(job.name);
+    if (!seen) continue;
+    let group = groups.find((g) => g.image === seen.group.image);
+    if (!group) {
+      group = { ...seen.group, containers: [] };
+      groups.push(group);
+      groups.sort((a, b) => (a.image < b.image ? -1 : a.image > b.image ? 1 : 0));
+    }
+    group.containers.push({ ...seen.item, gone: job.state === 'ended' });
+    group.containers.sort((a, b) => (a.container_name < b.container_name ? -1 : 1));
+  }
+  return groups;
+}
+
+function render() {
+  if (state.screen !== 'dash' || !state.loaded) return;
+  const groups = displayed();
+  const q = state.filter.q.trim();
+  const counts = { all: 0, outdated: 0, uptodate: 0, unknown: 0 };
+  let outdatedTotal = 0;
+  let total = 0;
+  for (const group of groups) {
+    for (const c of group.containers) {
+      if (c.gone) continue;
+      total += 1;
+      if (c.status === 'outdated') outdatedTotal += 1;
+      if (!matches(group, c, q)) continue;
+      counts.all += 1;
+      if (c.status in counts) counts[c.status] += 1;
+    }
+  }
+  for (const el of document.querySelectorAll('[data-count]')) setText(el, counts[el.dataset.count]);
+  for (const chip of document.querySelectorAll('.chip[data-filter]')) {
+    setAttr(chip, 'aria-pressed', chip.dataset.filter === state.filter.status ? 'true' : 'false');
+  }
+  document.title = outdatedTotal > 0 ? `${outdatedTotal} outdated · shipshape` : 'shipshape';
+
+  const shown = list.render(groups, jobs, state.filter);
+  $('empty').hidden = total > 0 || groups.length > 0;
+  const nothing = shown === 0 && !(total === 0 && groups.length === 0);
+  $('nomatch').hidden = !nothing;
+  if (nothing) {
+    const parts = [];
+    if (state.filter.status !== 'all') parts.push(`status “${chipWord(state.filter.status)}”`);
+    if (q) parts.push(`“${q}”`);
+    setText($('nomatch-text'), `Nothing matches ${parts.join(' and ')}.`);
+  }
+}
+
+function chipWord(status) {
+  return document.querySelector(`.chip[data-filter="${status}"]`)?.textContent.replace(/\d+/g, '').trim() || status;
+}
+
+function tick() {
+  if (jobs.expire()) scheduleRender();
+  list.tick();
+  historyPanel.tick();
+}
+
+// ------------------------------------------------------------ connection
+
+function showConnection(connState) {
+  const el = $('conn');
+  el.dataset.state = connState;
+  const words = { connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…', stopped: 'Offline' };
+  setText(el.querySelector('.conn-word'), words[connState] || connState);
+  setAttr(el, 'title', connState === 'live' ? 'Changes show up as they happen' : 'Live updates are paused');
+  $('stale').hidden = connState !== 'reconnecting';
+  if (connState === 'live') watchJobs(true);
+}
+
+// ------------------------------------------------------------ toolbar, URL, keys
+
+function readFilter() {
+  const params = new URLSearchParams(location.search);
+  const status = params.get('status');
+  return { status: FILTERS.includes(status) ? status : 'all', q: params.get('q') || '' };
+}
+
+function writeFilter() {
+  const params = new URLSearchParams(location.search);
+  if (state.filter.status === 'all') params.delete('status');
+  else params.set('status', state.filter.status);
+  if (state.filter.q) params.set('q', state.filter.q);
+  else params.delete('q');
+  const query = params.toString();
+  const url = `${location.pathname}${query ? `?${query}` : ''}${location.hash}`;
+  if (url !== `${location.pathname}${location.search}${location.hash}`) window.history.replaceState(null, '', url);
+}
+
+function setupToolbar() {
+  const search = $('search');
+  search.value = state.filter.q;
+  search.addEventListener('input', () => {
+    state.filter.q = search.value;
+    writeFilter();
+    scheduleRender();
+  });
+  search.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape' && search.value) {
+      event.preventDefault();
+      search.value = '';
+      state.filter.q = '';
+      writeFilter();
+      scheduleRender();
+    }
+  });
+  for (const chip of document.querySelectorAll('.chip[data-filter]')) {
+    chip.addEventListener('click', () => {
+      const wanted = chip.dataset.filter;
+      state.filter.status = state.filter.status === wanted && wanted !== 'all' ? 'all' : wanted;
+      writeFilter();
+      scheduleRender();
+    });
+  }
+  $('clear-filters').addEventListener('click', () => {
+    state.filter = { status: 'all', q: '' };
+    search.value = '';
+    writeFilter();
+    scheduleRender();
+    search.focus();
+  });
+  $('check').addEventListener('click', checkNow);
+  $('logout').addEventListener('click', logout);
+  $('failure-retry').addEventListener('click', () => boot());
+  $('history-open').addEventListener('click', () => {
+    openModal($('history'), $('history-open'));
+    historyPanel.load();
+    historyPanel.render();
+    $('history').querySelector('[data-close]').focus();
+  });
+  $('history').querySelector('[data-close]').addEventListener('click', () => $('history').close());
+  $('history').addEventListener('click', (event) => {
+    if (event.target === $('history')) $('history').close();
+  });
+  document.addEventListener('keydown', (event) => {
+    if (event.key !== '/' || event.ctrlKey || event.metaKey || event.altKey) return;
+    const target = event.target;
+    const typing = target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement || target?.isContentEditable;
+    if (typing || state.screen !== 'dash' || document.querySelector('dialog[open]')) return;
+    event.preventDefault();
+    search.focus();
+    search.select();
+  });
+}
+
+// ------------------------------------------------------------ storage
+
+/** localStorage, which may be off (private mode): then nothing is kept. */
+function remember(key, value) {
+  try {
+    localStorage.setItem(key, value);
+  } catch {
+    // Kept for this page only.
+  }
+}
+
+function recall(key) {
+  try {
+    return localStorage.getItem(key);
+  } catch {
+    return null;
+  }
+}
+
+// ------------------------------------------------------------ theme
+
+const THEMES = ['auto', 'light', 'dark'];
+const THEME_ICONS = { auto: 'auto', light: 'sun', dark: 'moon' };
+
+function setupTheme() {
+  const button = $('theme');
+  const apply = (theme) => {
+    if (theme === 'auto') document.documentElement.removeAttribute('data-theme');
+    else document.documentElement.setAttribute('data-theme', theme);
+    setText(button.querySelector('.theme-word'), theme[0].toUpperCase() + theme.slice(1));
+    setIcon(button, THEME_ICONS[theme]);
+    const next = THEMES[(THEMES.indexOf(theme) + 1) % THEMES.length];
+    setAttr(button, 'aria-label', `Theme: ${theme}. Switch to ${next}.`);
+    button.dataset.theme = theme;
+  };
+  let theme = recall('shipshape.theme') || 'auto';
+  if (!THEMES.includes(theme)) theme = 'auto';
+  apply(theme);
+  button.addEventListener('click', () => {
+    theme = THEMES[(THEMES.indexOf(theme) + 1) % THEMES.length];
+    remember('shipshape.theme', theme);
+    apply(theme);
+  });
+}
+
+// ------------------------------------------------------------ start
+
+for (const el of document.querySelectorAll('[data-icon]')) {
+  el.replaceWith(icon(el.dataset.icon, el.className));
+}
+setupTheme();
+setupToolbar();
+setupLogin();
+onUnauthorized(() => showLogin(SESSION_ENDED));
+setInterval(tick, 30000);
+setInterval(watchJobs, WATCH_MS);
+boot();
