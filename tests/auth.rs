@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{lab, spawn_app_with, TestApp};
+use common::{lab, session_cookie, spawn_app_with, TestApp};
 use reqwest::header::{COOKIE, ORIGIN, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -22,19 +22,6 @@ fn plain_client() -> reqwest::Client {
 
 async fn login(client: &reqwest::Client, app: &TestApp, user: &str, pass: &str) -> reqwest::Response {
     client.post(app.url("/api/login")).json(&json!({ "user": user, "pass": pass })).send().await.expect("login")
-}
-
-/// The `name=value` part of the session cookie a response sets.
-fn session_cookie(resp: &reqwest::Response) -> (String, String) {
-    let header = resp
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("shipshape_session="))
-        .expect("session cookie set")
-        .to_string();
-    (header.split(';').next().unwrap_or_default().to_string(), header)
 }
 
 async fn get_with_cookie(app: &TestApp, path: &str, cookie: &str) -> reqwest::Response {

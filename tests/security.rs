@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{lab, spawn_app_with, TestApp};
 use futures::StreamExt;
-use reqwest::header::{COOKIE, ORIGIN, SET_COOKIE};
+use reqwest::header::{COOKIE, ORIGIN};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -53,14 +53,7 @@ async fn login_cookie(app: &TestApp) -> String {
         .await
         .expect("login");
     assert_eq!(resp.status(), StatusCode::OK);
-    resp.headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("shipshape_session="))
-        .and_then(|v| v.split(';').next())
-        .expect("session cookie")
-        .to_string()
+    common::session_cookie(&resp).0
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{lab, spawn_app_with, TestApp};
 use futures::StreamExt;
-use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::header::COOKIE;
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -27,20 +27,13 @@ async fn login(app: &TestApp) -> String {
         .await
         .expect("login");
     assert_eq!(resp.status(), StatusCode::OK);
-    let header = resp
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("shipshape_session="))
-        .expect("session cookie set")
-        .to_string();
+    let (cookie, header) = common::session_cookie(&resp);
     let max_age = header
         .split(';')
         .find_map(|part| part.trim().to_ascii_lowercase().strip_prefix("max-age=").map(str::to_string))
         .expect("a persistent cookie has Max-Age");
     assert_eq!(max_age, TTL_SECS.to_string(), "{header}");
-    header.split(';').next().unwrap_or_default().to_string()
+    cookie
 }
 
 async fn images_status(app: &TestApp, cookie: &str) -> StatusCode {

@@ -403,6 +403,20 @@ pub fn run_shipshape(lab: &Lab, env: &[(&str, &str)]) -> Output {
     cmd.stdin(Stdio::null()).output().expect("shipshape runs")
 }
 
+/// The session cookie a login answer sets: its `name=value` part (to send
+/// back) and the whole `Set-Cookie` header (to check its attributes).
+pub fn session_cookie(resp: &reqwest::Response) -> (String, String) {
+    let header = resp
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("shipshape_session="))
+        .expect("session cookie set")
+        .to_string();
+    (header.split(';').next().unwrap_or_default().to_string(), header)
+}
+
 /// The contract's short digest: `sha256:` and 10 hex digits.
 pub fn short(digest: &str) -> String {
     digest.chars().take(17).collect()
