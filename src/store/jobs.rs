@@ -25,6 +25,42 @@ use super::{now_secs, Store, StoreError};
 /// so the file cannot grow without bound on a host that updates often.
 pub const HISTORY_KEEP: usize = 5000;
 
+/// A closed set of names stored as TEXT: `Display`, `FromStr` (over `ALL`,
+/// with an error type naming the bad value) and the SQLite conversions, all
+/// from `as_str`.
+macro_rules! stored_name {
+    ($ty:ident, $err:ident, $msg:literal) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        #[derive(Debug, thiserror::Error)]
+        #[error($msg)]
+        pub struct $err(pub String);
+
+        impl FromStr for $ty {
+            type Err = $err;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $ty::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| $err(s.to_string()))
+            }
+        }
+
+        impl ToSql for $ty {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+
+        impl FromSql for $ty {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                value.as_str()?.parse().map_err(|e| FromSqlError::Other(Box::new(e)))
+            }
+        }
+    };
+}
+
 /// A step of an update job, journalled *before* it is carried out: after a
 /// crash, the step found may or may not have happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,34 +131,7 @@ impl JobStep {
     }
 }
 
-impl fmt::Display for JobStep {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("unknown job step {0:?}")]
-pub struct UnknownJobStep(pub String);
-
-impl FromStr for JobStep {
-    type Err = UnknownJobStep;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        JobStep::ALL.into_iter().find(|step| step.as_str() == s).ok_or_else(|| UnknownJobStep(s.to_string()))
-    }
-}
-
-impl ToSql for JobStep {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
-    }
-}
-
-impl FromSql for JobStep {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        value.as_str()?.parse().map_err(|e| FromSqlError::Other(Box::new(e)))
-    }
-}
+stored_name!(JobStep, UnknownJobStep, "unknown job step {0:?}");
 
 /// How a job ended; the history's `result`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -150,34 +159,7 @@ impl JobResult {
     }
 }
 
-impl fmt::Display for JobResult {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("unknown job result {0:?}")]
-pub struct UnknownJobResult(pub String);
-
-impl FromStr for JobResult {
-    type Err = UnknownJobResult;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        JobResult::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| UnknownJobResult(s.to_string()))
-    }
-}
-
-impl ToSql for JobResult {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
-    }
-}
-
-impl FromSql for JobResult {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        value.as_str()?.parse().map_err(|e| FromSqlError::Other(Box::new(e)))
-    }
-}
+stored_name!(JobResult, UnknownJobResult, "unknown job result {0:?}");
 
 /// A whole journal row, as recovery needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
