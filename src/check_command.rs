@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use crate::config::CheckArgs;
 use crate::docker::engine::{self, Docker, DockerError};
 use crate::docker::model::{Container, EngineSnapshot};
-use crate::inventory::view::{build_groups, references, ImageGroup};
+use crate::inventory::view::{build_groups, references, without_excluded, ImageGroup};
 use futures::StreamExt;
 
 use crate::registry::check::{check_each, merge, IgnoredRegistries};
@@ -44,14 +44,15 @@ pub async fn run(args: &CheckArgs) -> Result<Vec<ImageGroup>, CheckError> {
     insecure::check_entries(extra_insecure)?;
     // Building the HTTP client reads the system's CA certificates: do it on
     // another thread while the engine answers.
-    let options = ClientOptions { per_registry_concurrency: args.registry.registry_concurrency, ..Default::default() };
+    let options = ClientOptions::from_args(&args.registry);
     let client = tokio::task::spawn_blocking(move || -> Result<RegistryClient, CheckError> {
         let docker_config = credentials::load(None)?;
         Ok(RegistryClient::new(ClientOptions { docker_config, ..options })?)
     });
     let (docker, containers) = first_contact(args.engine.docker_host.as_deref()).await?;
+    let policy = args.selection.policy();
     let checks = async {
-        let images = references(containers.values());
+        let images = references(containers.values(), &policy);
         let client = client.await.map_err(|e| RegistryError::Client(e.to_string()))??;
         let without_engine = InsecureRegistries::without_engine(extra_insecure);
         let insecure = if without_engine.engine_may_add_to(&images) {
@@ -70,7 +71,8 @@ pub async fn run(args: &CheckArgs) -> Result<Vec<ImageGroup>, CheckError> {
     let (outcomes, images) = futures::try_join!(checks, async { Ok(engine::local_images(&docker).await?) })?;
     let remote = merge(&RemoteStates::new(), outcomes, SystemTime::now());
     let flags = store::read_auto_update(&args.data_dir).unwrap_or_default();
-    Ok(build_groups(&EngineSnapshot { containers, images }, &remote, &flags))
+    let groups = build_groups(&EngineSnapshot { containers, images }, &remote, &flags, &policy);
+    Ok(without_excluded(&groups))
 }
 
 /// A client that works and the running containers it listed. Speaks the API
@@ -154,6 +156,8 @@ mod tests {
                     local_digest: "sha256:1111111111".into(),
                     status: Status::Outdated,
                     auto_update: false,
+                    excluded: false,
+                    monitor_only: false,
                 },
                 ContainerItem {
                     container_id: "b".repeat(12),
@@ -161,6 +165,8 @@ mod tests {
                     local_digest: "sha256:2222222222".into(),
                     status: Status::Uptodate,
                     auto_update: true,
+                    excluded: false,
+                    monitor_only: false,
                 },
             ],
             checked_at: None,

@@ -28,6 +28,19 @@ pub enum Command {
     /// Check every running container's image once and print the result
     /// (for scripts and cron); exit 1 when the engine is unreachable.
     Check(CheckArgs),
+    /// Ask the running service's `/health` on its loopback (for a container
+    /// HEALTHCHECK: no curl in the image); exit 0 when it answers 200, else 1.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// The service's listen address; a wildcard one is asked on loopback.
+    #[arg(long, env = "SHIPSHAPE_LISTEN", default_value = "127.0.0.1:8099")]
+    pub listen: SocketAddr,
+    /// How long the whole request may take.
+    #[arg(long, default_value = "3s", value_parser = parse_interval)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -42,6 +55,30 @@ pub struct CheckArgs {
     pub engine: EngineArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+}
+
+/// Which containers this instance looks after (see docs/configuration.md, "Labels").
+#[derive(Debug, Clone, Args)]
+pub struct SelectionArgs {
+    /// Opt-in: only containers labelled `shipshape.enable=true` (or
+    /// Watchtower's `com.centurylinklabs.watchtower.enable=true`).
+    #[arg(long, env = "SHIPSHAPE_LABEL_ENABLE", default_value = "false", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub label_enable: bool,
+    /// Only containers whose `shipshape.scope` (or Watchtower's scope) label
+    /// is this; `none` means containers without one. Unset: every container.
+    #[arg(long, env = "SHIPSHAPE_SCOPE")]
+    pub scope: Option<String>,
+}
+
+impl SelectionArgs {
+    pub fn policy(&self) -> crate::inventory::scope::Policy {
+        crate::inventory::scope::Policy {
+            label_enable: self.label_enable,
+            scope: self.scope.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(String::from),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -56,9 +93,17 @@ pub struct RegistryArgs {
     /// images show `unknown` with a reason.
     #[arg(long, env = "SHIPSHAPE_IGNORE_REGISTRIES", value_delimiter = ',')]
     pub ignore_registries: Vec<String>,
-    /// Requests at once to one registry.
-    #[arg(long, env = "SHIPSHAPE_REGISTRY_CONCURRENCY", default_value_t = 8)]
-    pub registry_concurrency: usize,
+    /// A hard ceiling on requests at once to one registry. Unset: the limit
+    /// adapts to each registry's answers (starts at 32, at most 64).
+    #[arg(long, env = "SHIPSHAPE_REGISTRY_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..))]
+    pub registry_concurrency: Option<u16>,
+    /// Docker's per-registry certificate folders: `<dir>/<host[:port]>/ca.crt`
+    /// (and `client.cert`/`client.key` for mutual TLS).
+    #[arg(long, env = "SHIPSHAPE_CERTS_D", default_value = "/etc/docker/certs.d")]
+    pub certs_d: PathBuf,
+    /// A PEM bundle of CA certificates trusted for every registry.
+    #[arg(long, env = "SHIPSHAPE_REGISTRY_CA")]
+    pub registry_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -100,6 +145,49 @@ pub struct ServeArgs {
     pub auth: AuthArgs,
     #[command(flatten)]
     pub updates: UpdateArgs,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    #[command(flatten)]
+    pub notify: NotifyArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+}
+
+#[derive(Clone, Args)]
+pub struct NotifyArgs {
+    /// Where to send notifications: shoutrrr URLs as Watchtower takes them
+    /// (generic+https://, ntfy://, gotify://, discord://, slack://,
+    /// telegram://, smtp://), separated by commas or spaces.
+    #[arg(long = "notify", env = "SHIPSHAPE_NOTIFY", hide_env_values = true)]
+    pub urls: Option<String>,
+    /// Testing aid: an http://127.0.0.1:PORT base that replaces the public
+    /// API hosts of discord, slack and telegram.
+    #[arg(long = "notify-test-base", env = "SHIPSHAPE_NOTIFY_TEST_BASE", hide = true)]
+    pub test_base: Option<String>,
+}
+
+/// The URLs hold tokens and passwords.
+impl std::fmt::Debug for NotifyArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifyArgs")
+            .field("urls", &self.urls.as_ref().map(|_| "<redacted>"))
+            .field("test_base", &self.test_base)
+            .finish()
+    }
+}
+
+#[derive(Clone, Args)]
+pub struct MetricsArgs {
+    /// Lets Prometheus scrape `GET /metrics` with `Authorization: Bearer
+    /// <token>` (a logged-in session works too; with auth off it is open).
+    #[arg(long = "metrics-token", env = "SHIPSHAPE_METRICS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for MetricsArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsArgs").field("token", &self.token.as_ref().map(|_| "<redacted>")).finish()
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -114,6 +202,11 @@ pub struct UpdateArgs {
     /// Remove the old image after a successful update when no container uses it.
     #[arg(long, env = "SHIPSHAPE_CLEANUP", default_value = "false", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub cleanup: bool,
+    /// When automatic updates may start, in UTC: `[days] HH:MM-HH:MM`,
+    /// several comma separated, e.g. `Sat 03:00-05:00, Mon-Fri 02:00-04:00`.
+    /// Unset: any time. Checks and manual updates are never held back.
+    #[arg(long, env = "SHIPSHAPE_AUTO_UPDATE_WINDOW")]
+    pub auto_update_window: Option<crate::inventory::window::UpdateWindow>,
 }
 
 impl ServeArgs {
@@ -158,6 +251,10 @@ pub struct AuthArgs {
     /// How long a login lasts, e.g. `7d`, `12h`.
     #[arg(long, env = "SHIPSHAPE_SESSION_TTL", default_value = "7d", value_parser = parse_interval)]
     pub session_ttl: Duration,
+    /// A session in use is extended by another TTL when its last extension
+    /// is this old: expiry slides with use at one write per interval.
+    #[arg(long, env = "SHIPSHAPE_SESSION_RENEW_INTERVAL", default_value = "1h", value_parser = parse_interval, hide = true)]
+    pub session_renew_interval: Duration,
     /// Key that signs and encrypts session cookies (at least 32 bytes);
     /// default: generated once and stored.
     #[arg(long, env = "SHIPSHAPE_SESSION_KEY", hide_env_values = true)]
@@ -180,6 +277,7 @@ impl std::fmt::Debug for AuthArgs {
             .field("password", &redact(&self.password))
             .field("password_hash", &redact(&self.password_hash))
             .field("session_ttl", &self.session_ttl)
+            .field("session_renew_interval", &self.session_renew_interval)
             .field("session_key", &redact(&self.session_key))
             .field("cookie_secure", &self.cookie_secure)
             .field("off_i_understand", &self.off_i_understand)
@@ -224,7 +322,7 @@ impl Cli {
         match &self.command {
             Some(Command::Serve(args)) => Some(args),
             None => Some(&self.serve),
-            Some(Command::Check(_)) => None,
+            Some(Command::Check(_) | Command::Health(_)) => None,
         }
     }
 }
@@ -258,6 +356,13 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_hides_notification_urls_and_the_metrics_token() {
+        let argv = ["shipshape", "--notify", "discord://t0ps3cret@1", "--metrics-token", "scrapetoken"];
+        let text = format!("{:?}", Cli::try_parse_from(argv).expect("parse"));
+        assert!(!text.contains("t0ps3cret") && !text.contains("scrapetoken"), "{text}");
+    }
+
+    #[test]
     fn debug_output_hides_secrets() {
         let cli =
             Cli::try_parse_from(["shipshape", "--auth-password", "hunter2", "--session-key", "k".repeat(40).as_str()])
@@ -278,6 +383,31 @@ mod tests {
         assert!(validate(&["--auth=off", "--listen", "0.0.0.0:8099"]).is_err());
         assert!(validate(&["--auth=off", "--listen", "0.0.0.0:8099", "--auth-off-i-understand=true"]).is_ok());
         assert!(validate(&["--listen", "0.0.0.0:8099"]).is_ok());
+    }
+
+    #[test]
+    fn selection_and_window() {
+        let cli = Cli::try_parse_from([
+            "shipshape",
+            "--label-enable=true",
+            "--scope",
+            "blue",
+            "--auto-update-window",
+            "Sat 03:00-05:00",
+        ])
+        .expect("parse");
+        let args = cli.serve_args().expect("serve");
+        assert_eq!(
+            args.selection.policy(),
+            crate::inventory::scope::Policy { label_enable: true, scope: Some("blue".into()) }
+        );
+        assert_eq!(
+            args.updates.auto_update_window.as_ref().map(ToString::to_string).as_deref(),
+            Some("Sat 03:00-05:00")
+        );
+        assert!(Cli::try_parse_from(["shipshape", "--auto-update-window", "Sat 3 to 5"]).is_err());
+        let check = Cli::try_parse_from(["shipshape", "check", "--scope", "red"]).expect("parse");
+        assert!(matches!(check.command, Some(Command::Check(ref c)) if c.selection.scope.as_deref() == Some("red")));
     }
 
     #[test]

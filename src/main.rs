@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use shipshape::check_command;
 use shipshape::config::{CheckArgs, Cli, Command, ServeArgs};
 use shipshape::startup::Application;
+use shipshape::{check_command, health_command};
 
 type AnyError = Box<dyn std::error::Error>;
 
@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         .init();
     let result = match (&cli.command, cli.serve_args()) {
         (Some(Command::Check(args)), _) => check(args),
+        (Some(Command::Health(args)), _) => health_command::run(args).map_err(Into::into),
         (_, Some(args)) => actix_web::rt::System::new().block_on(async {
             // Exit from inside the runtime: dropping it with actors alive
             // (a start-up failure after they started) would panic.

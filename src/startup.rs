@@ -16,10 +16,14 @@ use crate::inventory::Inventory;
 use crate::jobs::own::OwnContainer;
 use crate::jobs::sequence::{self, JobEnv};
 use crate::jobs::supervisor::Jobs;
+use crate::metrics::Metrics;
+use crate::notify::{self, Notifier};
 use crate::registry::check::IgnoredRegistries;
 use crate::registry::client::{ClientOptions, RegistryClient};
+use crate::registry::config_source::DockerConfigSource;
+use crate::registry::credentials::DockerConfig;
+use crate::registry::insecure;
 use crate::registry::poller::RegistryPoller;
-use crate::registry::{credentials, insecure};
 use crate::store::{self, LoadAutoUpdate, SqliteSessionStore, Store, SweepSessions, UnfinishedJobs};
 
 /// How often expired sessions are deleted and idle login-limiter entries forgotten.
@@ -40,6 +44,10 @@ impl Application {
         insecure::check_entries(&args.registry.insecure_registries)
             .map_err(|e| format!("SHIPSHAPE_INSECURE_REGISTRIES: {e}"))?;
         let policy = HostPolicy::new(args.public_url.as_deref(), args.trusted_proxies.clone())?;
+        let notify_targets = notify::target::parse_all(
+            args.notify.urls.as_deref().unwrap_or_default(),
+            args.notify.test_base.as_deref(),
+        )?;
         // Before any actor or timer exists: a failure here leaves nothing running.
         let listener =
             std::net::TcpListener::bind(args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -60,32 +68,41 @@ impl Application {
             ttl: args.auth.session_ttl,
             cookie_secure: args.auth.cookie_secure,
         };
-        let auth_state =
-            Arc::new(AuthState::new(credentials, sessions.key.clone(), sessions.store.clone(), args.ws_ping_interval));
+        let auth_state = Arc::new(
+            AuthState::new(credentials, sessions.key.clone(), sessions.store.clone(), args.ws_ping_interval)
+                .with_session_renew(args.auth.session_renew_interval),
+        );
         sweep_every(SWEEP_EVERY, store.clone(), Arc::clone(&auth_state));
 
-        let docker_config = credentials::load(None)?;
+        let docker_config = Arc::new(DockerConfigSource::load_default()?);
         let job_env = JobEnv {
             docker: docker.clone(),
             store: store.clone(),
-            docker_config: docker_config.clone(),
+            docker_config: Arc::clone(&docker_config),
             verify_timeout: args.updates.verify_timeout,
             cleanup: args.updates.cleanup,
+            negotiated: Default::default(),
         };
         recover_interrupted_updates(&job_env).await?;
         let (events, _) = tokio::sync::broadcast::channel(256);
+        let metrics = Metrics::new();
+        // The notifier reads the view, which exists only once the jobs do:
+        // make its address first, run it once the view is there.
+        let notifier_ctx = Context::<Notifier>::new();
         let jobs = Jobs::new(
             job_env,
             OwnContainer::detect(),
             usize::from(args.updates.auto_update_concurrency),
             events.clone(),
         )
+        .with_policy(args.selection.policy())
+        .with_observers(notifier_ctx.address().recipient(), metrics.clone())
         .start();
 
         let registry = RegistryClient::new(ClientOptions {
-            docker_config,
-            per_registry_concurrency: args.registry.registry_concurrency,
-            ..ClientOptions::default()
+            docker_config: DockerConfig::clone(&docker_config.config()),
+            observer: Some(Arc::new(metrics.clone())),
+            ..ClientOptions::from_args(&args.registry)
         })?;
         // The inventory and the poller talk to each other: make the inventory's
         // address first, start the poller with it, then run the inventory.
@@ -98,15 +115,34 @@ impl Application {
             args.poll_interval,
             inventory_ctx.address().recipient(),
         )
+        .with_docker_config(docker_config)
+        .with_metrics(metrics.clone())
         .start();
         let (inventory, view) =
             Inventory::new(auto_update, store.clone(), poller.clone().recipient(), jobs.clone().recipient());
-        let inventory = inventory_ctx.run(inventory);
-        DockerWatcher::new(docker, inventory.clone().recipient()).start();
+        let inventory = inventory_ctx
+            .run(inventory.with_selection(args.selection.policy(), args.updates.auto_update_window.clone()));
+        let (watcher, engine) = DockerWatcher::new(docker, inventory.clone().recipient()).with_state();
+        watcher.start();
+        let settings = settings_json(&args);
+        let notifier = notifier_ctx.run(Notifier::new(notify_targets, view.clone())?);
+        let metrics_token = args.metrics.token.clone().filter(|t| !t.is_empty());
 
         let (server, addrs) = http::server(
             listener,
-            AppState { inventory, poller, view, jobs, store, events },
+            AppState {
+                inventory,
+                poller,
+                view,
+                jobs,
+                store,
+                events,
+                engine,
+                settings,
+                notifier,
+                metrics,
+                metrics_token,
+            },
             auth_state,
             policy,
             sessions,
@@ -126,6 +162,21 @@ impl Application {
     pub async fn run(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// `GET /api/settings`: what a UI may want to show about how this instance
+/// behaves. Nothing secret goes in.
+fn settings_json(args: &ServeArgs) -> serde_json::Value {
+    serde_json::json!({
+        "auto_update_window": args.updates.auto_update_window.as_ref().map(ToString::to_string),
+        "auto_update_window_zone": "UTC",
+        "auto_update_concurrency": args.updates.auto_update_concurrency,
+        "verify_timeout_secs": args.updates.verify_timeout.as_secs_f64(),
+        "cleanup": args.updates.cleanup,
+        "poll_interval_secs": args.poll_interval.as_secs(),
+        "scope": args.selection.policy().scope,
+        "label_enable": args.selection.label_enable,
+    })
 }
 
 /// Finishes or undoes every update a crash interrupted, before anything is

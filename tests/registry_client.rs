@@ -602,7 +602,7 @@ async fn concurrency_is_bounded_per_registry() {
     let lab = common::lab();
     let proxy = PlainProxy::start_with(&lab.registry, false, Duration::from_millis(150));
     let img = image(&format!("{}/{BASE_REPO}:latest", proxy.addr));
-    let client = client_with(ClientOptions { per_registry_concurrency: 2, ..ClientOptions::default() });
+    let client = client_with(ClientOptions { per_registry_concurrency: Some(2), ..ClientOptions::default() });
     // Learn the scheme first, so every later request is one plain request.
     let want = client.remote_digest(&img).await.expect("digest");
     let checks = (0..8).map(|_| {
@@ -620,7 +620,7 @@ async fn concurrency_is_bounded_per_registry() {
     let delay = Duration::from_millis(150);
     let one = PlainProxy::start_counting(&lab.registry, false, delay, flight.clone());
     let two = PlainProxy::start_counting(&lab.registry, false, delay, flight.clone());
-    let client = client_with(ClientOptions { total_concurrency: 3, ..ClientOptions::default() });
+    let client = client_with(ClientOptions { total_concurrency: Some(3), ..ClientOptions::default() });
     let images = [one.addr.clone(), two.addr.clone()].map(|addr| image(&format!("{addr}/{BASE_REPO}:latest")));
     for img in &images {
         client.remote_digest(img).await.expect("digest");

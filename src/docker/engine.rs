@@ -120,6 +120,12 @@ pub fn events(
     docker.events(Some(EventsOptions { filters: Some(filters), ..options }))
 }
 
+/// The engine's version and API version (`GET /version`).
+pub async fn version(docker: &Docker) -> Result<(Option<String>, Option<String>), DockerError> {
+    let v = docker.version().await?;
+    Ok((v.version, v.api_version))
+}
+
 /// Lists running containers and local images once each, side by side.
 pub async fn snapshot(docker: &Docker) -> Result<EngineSnapshot, DockerError> {
     let (containers, images) = futures::try_join!(running_containers(docker), local_images(docker))?;
@@ -140,7 +146,9 @@ pub async fn running_containers(docker: &Docker) -> Result<HashMap<String, Conta
         if is_image_id_reference(&image_ref, &image_id) {
             to_inspect.push(id);
         } else {
-            containers.insert(id.clone(), Container { id, name, image_ref, image_id });
+            let labels = summary.labels.unwrap_or_default();
+            let network_mode = summary.host_config.and_then(|h| h.network_mode).unwrap_or_default();
+            containers.insert(id.clone(), Container { id, name, image_ref, image_id, labels, network_mode });
         }
     }
     let inspected: Vec<_> = stream::iter(to_inspect)
@@ -175,11 +183,14 @@ pub async fn container(docker: &Docker, id: &str) -> Result<Option<Container>, D
     if !running {
         return Ok(None);
     }
+    let (image_ref, labels) = c.config.map(|cfg| (cfg.image, cfg.labels)).unwrap_or_default();
     Ok(Some(Container {
         id,
         name: c.name.map(|n| strip_name(&n)).unwrap_or_default(),
-        image_ref: c.config.and_then(|cfg| cfg.image).unwrap_or_default(),
+        image_ref: image_ref.unwrap_or_default(),
         image_id,
+        labels: labels.unwrap_or_default(),
+        network_mode: c.host_config.and_then(|h| h.network_mode).unwrap_or_default(),
     }))
 }
 
@@ -422,6 +433,8 @@ const DEFAULT_STOP_TIMEOUT: i64 = 10;
 /// timeout the engine kills the process and still waits for it to exit.
 const STOP_MARGIN: Duration = Duration::from_secs(60);
 /// The request's bound when the container waits as long as it takes (`-1`).
+/// The engine's stop timeout for a container that sets none (Linux).
+pub const DEFAULT_STOP_SECS: i64 = DEFAULT_STOP_TIMEOUT;
 const UNBOUNDED_STOP: Duration = Duration::from_secs(24 * 3600);
 
 /// Stops a container, as `docker stop` does. Without `timeout`, the
@@ -429,15 +442,27 @@ const UNBOUNDED_STOP: Duration = Duration::from_secs(24 * 3600);
 /// longer than that timeout (bollard's default of 120 s can be shorter). A
 /// container that is not running is left as it is.
 pub async fn stop_container(docker: &Docker, id_or_name: &str, timeout: Option<i64>) -> Result<(), DockerError> {
-    let id_or_name = object_name(id_or_name)?;
     let wait = match timeout {
         Some(t) => t,
-        None => inspect_container(docker, id_or_name)
+        None => inspect_container(docker, object_name(id_or_name)?)
             .await?
             .config
             .and_then(|c| c.stop_timeout)
             .unwrap_or(DEFAULT_STOP_TIMEOUT),
     };
+    stop_container_within(docker, id_or_name, timeout, wait).await
+}
+
+/// [`stop_container`] for a caller that already knows the container's own
+/// stop timeout (`own_timeout`, seconds; `< 0` unbounded): one request less.
+pub async fn stop_container_within(
+    docker: &Docker,
+    id_or_name: &str,
+    timeout: Option<i64>,
+    own_timeout: i64,
+) -> Result<(), DockerError> {
+    let id_or_name = object_name(id_or_name)?;
+    let wait = timeout.unwrap_or(own_timeout);
     let options = StopContainerOptions {
         signal: None,
         t: timeout.map(|t| i32::try_from(t.clamp(-1, i64::from(i32::MAX))).unwrap_or(i32::MAX)),
@@ -476,6 +501,13 @@ pub async fn connect_network(
 pub async fn set_restart_policy(docker: &Docker, id_or_name: &str, policy: RestartPolicy) -> Result<(), DockerError> {
     let update = ContainerUpdateBody { restart_policy: Some(policy), ..Default::default() };
     Ok(docker.update_container(object_name(id_or_name)?, update).await?)
+}
+
+/// Restarts a container as `docker restart` does (its own stop timeout applies).
+pub async fn restart_container(docker: &Docker, id_or_name: &str) -> Result<(), DockerError> {
+    let name = object_name(id_or_name)?;
+    docker.restart_container(name, None::<bollard::query_parameters::RestartContainerOptions>).await?;
+    Ok(())
 }
 
 /// Removes an image, as `docker rmi` without `-f`: refused with

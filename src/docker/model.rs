@@ -15,7 +15,7 @@ pub use bollard::models::{
 };
 
 /// A running container as the engine reported it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Container {
     /// Full 64-hex container id.
     pub id: String,
@@ -26,6 +26,10 @@ pub struct Container {
     pub image_ref: String,
     /// The id (`sha256:...`) of the image the container actually runs.
     pub image_id: String,
+    /// Its labels, from the list call (no inspect): they select and order updates.
+    pub labels: HashMap<String, String>,
+    /// `HostConfig.NetworkMode`: `container:<name or id>` makes it depend on another.
+    pub network_mode: String,
 }
 
 /// A local image: the digests it is known by in registries.

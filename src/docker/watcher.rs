@@ -9,6 +9,8 @@ use bollard::models::{EventMessage, EventMessageTypeEnum};
 use bollard::query_parameters::EventsOptions;
 use bollard::Docker;
 use futures::StreamExt;
+use serde::Serialize;
+use tokio::sync::watch;
 
 use super::engine::{self, DockerError};
 use super::model::{Container, EngineSnapshot, Image};
@@ -30,15 +32,83 @@ pub enum EngineChange {
     RemoveImage(String),
 }
 
+/// Whether the engine answers, as `GET /api/engine` and the websocket's
+/// `engine` message show it: the snapshot is kept while it does not, so the
+/// view says it may be stale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EngineState {
+    pub connected: bool,
+    /// When `connected` last changed (or the watcher started), RFC 3339 UTC.
+    pub since: String,
+    /// Why the engine is unreachable; `null` while connected.
+    pub error: Option<String>,
+    /// The engine's version and API version, as it last reported them.
+    pub version: Option<String>,
+    pub api_version: Option<String>,
+    /// Not known yet: no attempt has ended. Connecting from here at start is
+    /// not news for the websocket.
+    #[serde(skip)]
+    pub initial: bool,
+}
+
+impl Default for EngineState {
+    fn default() -> Self {
+        Self {
+            connected: false,
+            since: crate::registry::check::rfc3339(SystemTime::now()),
+            error: Some("not connected yet".into()),
+            version: None,
+            api_version: None,
+            initial: true,
+        }
+    }
+}
+
+pub type EngineStateReceiver = watch::Receiver<EngineState>;
+
+/// Applies what the last attempt learnt; answers whether anything changed.
+/// `since` moves only when `connected` flips, so a new error message while
+/// the engine stays away is not a new outage.
+fn update_state(
+    state: &mut EngineState,
+    outcome: Result<(Option<String>, Option<String>), String>,
+    now: SystemTime,
+) -> bool {
+    let next = match outcome {
+        Ok((version, api_version)) => {
+            EngineState { connected: true, error: None, version, api_version, ..state.clone() }
+        }
+        Err(error) => EngineState { connected: false, error: Some(error), ..state.clone() },
+    };
+    let next = if next.connected != state.connected {
+        EngineState { since: crate::registry::check::rfc3339(now), ..next }
+    } else {
+        next
+    };
+    if next == *state {
+        return false;
+    }
+    *state = next;
+    true
+}
+
 pub struct DockerWatcher {
     docker: Docker,
     snapshot: EngineSnapshot,
     subscriber: Recipient<EngineChanged>,
+    state: Option<watch::Sender<EngineState>>,
 }
 
 impl DockerWatcher {
     pub fn new(docker: Docker, subscriber: Recipient<EngineChanged>) -> Self {
-        Self { docker, snapshot: EngineSnapshot::default(), subscriber }
+        Self { docker, snapshot: EngineSnapshot::default(), subscriber, state: None }
+    }
+
+    /// Publishes the engine's connection state on a channel; answers its receiver.
+    pub fn with_state(mut self) -> (Self, EngineStateReceiver) {
+        let (tx, rx) = watch::channel(EngineState::default());
+        self.state = Some(tx);
+        (self, rx)
     }
 }
 
@@ -46,7 +116,8 @@ impl Actor for DockerWatcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let watch = watch_forever(self.docker.clone(), ctx.address());
+        let state = self.state.take().unwrap_or_else(|| watch::channel(EngineState::default()).0);
+        let watch = watch_forever(self.docker.clone(), ctx.address(), state);
         ctx.spawn(watch.into_actor(self).map(|_, _, _| ()));
     }
 }
@@ -99,14 +170,20 @@ impl Backoff {
     }
 }
 
-async fn watch_forever(docker: Docker, me: Addr<DockerWatcher>) {
+async fn watch_forever(docker: Docker, me: Addr<DockerWatcher>, state: watch::Sender<EngineState>) {
     let mut backoff = Backoff::new();
     let mut was_connected = true;
     loop {
-        match watch_once(&docker, &me, &mut backoff).await {
+        match watch_once(&docker, &me, &mut backoff, &state).await {
             Ok(()) => tracing::warn!("docker event stream ended; reconnecting"),
-            Err(e) if was_connected => tracing::warn!("{e}; retrying with backoff"),
-            Err(e) => tracing::debug!("{e}; retrying"),
+            Err(e) => {
+                if was_connected {
+                    tracing::warn!("{e}; retrying with backoff");
+                } else {
+                    tracing::debug!("{e}; retrying");
+                }
+                state.send_if_modified(|s| update_state(s, Err(e.to_string()), SystemTime::now()));
+            }
         }
         was_connected = backoff.next == Backoff::FIRST;
         tokio::time::sleep(backoff.step()).await;
@@ -114,7 +191,12 @@ async fn watch_forever(docker: Docker, me: Addr<DockerWatcher>) {
 }
 
 /// One connection: subscribe, list, then follow events until the stream ends.
-async fn watch_once(docker: &Docker, me: &Addr<DockerWatcher>, backoff: &mut Backoff) -> Result<(), DockerError> {
+async fn watch_once(
+    docker: &Docker,
+    me: &Addr<DockerWatcher>,
+    backoff: &mut Backoff,
+    state: &watch::Sender<EngineState>,
+) -> Result<(), DockerError> {
     engine::negotiate(docker).await?;
     // The stream only connects when first polled, so ask it to replay from a
     // second before the listing: nothing between list and subscribe is missed,
@@ -124,6 +206,8 @@ async fn watch_once(docker: &Docker, me: &Addr<DockerWatcher>, backoff: &mut Bac
     let snapshot = engine::snapshot(docker).await?;
     tracing::info!(containers = snapshot.containers.len(), images = snapshot.images.len(), "docker engine listed");
     me.do_send(EngineChange::Replace(snapshot));
+    let version = engine::version(docker).await.unwrap_or_default();
+    state.send_if_modified(|s| update_state(s, Ok(version), SystemTime::now()));
     backoff.reset();
     while let Some(event) = events.next().await {
         if let Some(change) = change_for(docker, event?).await? {
@@ -164,7 +248,13 @@ mod tests {
     use super::*;
 
     fn container(id: &str, name: &str) -> Container {
-        Container { id: id.into(), name: name.into(), image_ref: "x".into(), image_id: "sha256:1".into() }
+        Container {
+            id: id.into(),
+            name: name.into(),
+            image_ref: "x".into(),
+            image_id: "sha256:1".into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -180,6 +270,25 @@ mod tests {
         let same = s.clone();
         assert!(!apply(&mut s, EngineChange::Replace(same)));
         assert!(apply(&mut s, EngineChange::RemoveImage(image.id)));
+    }
+
+    #[test]
+    fn state_moves_since_only_when_the_connection_flips() {
+        let t = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        let mut s = EngineState::default();
+        let up = || Ok((Some("28.0".to_string()), Some("1.48".to_string())));
+        assert!(update_state(&mut s, up(), t(10)));
+        assert!(s.connected && s.error.is_none() && s.since == "1970-01-01T00:00:10Z");
+        assert!(!update_state(&mut s, up(), t(20)));
+        assert!(update_state(&mut s, Err("gone".into()), t(30)));
+        assert!(!s.connected && s.since == "1970-01-01T00:00:30Z" && s.error.as_deref() == Some("gone"));
+        // The last known version stays; a new reason is news, but not a new outage.
+        assert_eq!(s.version.as_deref(), Some("28.0"));
+        assert!(update_state(&mut s, Err("still gone".into()), t(40)));
+        assert_eq!(s.since, "1970-01-01T00:00:30Z");
+        assert!(!update_state(&mut s, Err("still gone".into()), t(50)));
+        assert!(update_state(&mut s, up(), t(60)));
+        assert!(s.connected && s.since == "1970-01-01T00:01:00Z");
     }
 
     #[test]

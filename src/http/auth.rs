@@ -28,6 +28,11 @@ use crate::store::{stored_key, SqliteSessionStore};
 /// fingerprint of the password it logged in with.
 const SESSION_USER: &str = "user";
 const SESSION_FINGERPRINT: &str = "fp";
+/// When the session's expiry was last pushed back (unix seconds). Changing
+/// it makes actix-session save the session with a fresh TTL; it changes at
+/// most once per renewal interval, so a session in use slides without a
+/// write per request.
+const SESSION_RENEWED_AT: &str = "renewed_at";
 
 pub struct AuthState {
     /// `None` when auth is off.
@@ -40,6 +45,8 @@ pub struct AuthState {
     pub ended: broadcast::Sender<String>,
     /// How often the websocket pings, and re-checks its session.
     pub ws_ping: Duration,
+    /// How old a session's last extension may get before a request extends it again.
+    pub session_renew: Duration,
 }
 
 impl AuthState {
@@ -50,7 +57,20 @@ impl AuthState {
         ws_ping: Duration,
     ) -> Self {
         let (ended, _) = broadcast::channel(64);
-        Self { credentials, limiter: LoginLimiter::default(), session_key, sessions, ended, ws_ping }
+        Self {
+            credentials,
+            limiter: LoginLimiter::default(),
+            session_key,
+            sessions,
+            ended,
+            ws_ping,
+            session_renew: Duration::from_secs(3600),
+        }
+    }
+
+    pub fn with_session_renew(mut self, every: Duration) -> Self {
+        self.session_renew = every;
+        self
     }
 
     /// Forgets client addresses that stopped trying, so the limiter's memory
@@ -127,6 +147,7 @@ pub async fn login(
     let internal = |e: actix_session::SessionInsertError| ApiError::Internal(format!("session: {e}"));
     session.insert(SESSION_USER, &user).map_err(internal)?;
     session.insert(SESSION_FINGERPRINT, &fingerprint).map_err(internal)?;
+    session.insert(SESSION_RENEWED_AT, unix_now()).map_err(internal)?;
     Ok(HttpResponse::Ok().json(json!({ "status": "ok" })))
 }
 
@@ -167,8 +188,23 @@ pub async fn require_session(
             }
             return Ok(refuse(req, &ApiError::Unauthorized));
         }
+        let every = req.app_data::<SharedAuth>().map_or(Duration::from_secs(3600), |a| a.session_renew);
+        let renewed_at = session.get::<u64>(SESSION_RENEWED_AT).ok().flatten();
+        if needs_renewal(renewed_at, unix_now(), every) {
+            // A failure only means no extension this time.
+            let _ = session.insert(SESSION_RENEWED_AT, unix_now());
+        }
     }
     next.call(req).await.map(ServiceResponse::map_into_left_body)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Whether a session last extended at `renewed_at` is due another extension.
+fn needs_renewal(renewed_at: Option<u64>, now: u64, every: Duration) -> bool {
+    renewed_at.is_none_or(|at| now.saturating_sub(at) >= every.as_secs())
 }
 
 /// Whether a request can change state (or opens the websocket, which can).
@@ -251,6 +287,21 @@ mod tests {
                 req = req.insert_header((header::UPGRADE, "websocket"));
             }
             assert_eq!(needs_origin_check(&req.to_srv_request()), expected, "{method} upgrade={upgrade}");
+        }
+    }
+
+    #[test]
+    fn sessions_are_renewed_once_per_interval() {
+        let hour = Duration::from_secs(3600);
+        for (renewed_at, now, expected) in [
+            (None, 1000, true),
+            (Some(1000), 1000, false),
+            (Some(1000), 1000 + 3599, false),
+            (Some(1000), 1000 + 3600, true),
+            // A clock that went back does not renew on every request.
+            (Some(5000), 1000, false),
+        ] {
+            assert_eq!(needs_renewal(renewed_at, now, hour), expected, "{renewed_at:?} {now}");
         }
     }
 

@@ -26,6 +26,12 @@ pub enum ApiError {
     NotFound,
     #[error("cannot update shipshape's own container")]
     OwnContainer,
+    /// A `monitor-only` label: checked and shown, never updated.
+    #[error("monitor only")]
+    MonitorOnly,
+    /// Left out by its labels (`enable=false`, or not enabled in opt-in mode).
+    #[error("excluded by label")]
+    Excluded,
     #[error("unauthorized")]
     Unauthorized,
     #[error("invalid credentials")]
@@ -53,7 +59,7 @@ impl ResponseError for ApiError {
                 StatusCode::NOT_FOUND
             }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::OwnContainer => StatusCode::CONFLICT,
+            ApiError::OwnContainer | ApiError::MonitorOnly | ApiError::Excluded => StatusCode::CONFLICT,
             ApiError::Unauthorized | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::CrossOrigin => StatusCode::FORBIDDEN,
@@ -123,6 +129,8 @@ impl From<crate::jobs::supervisor::JobsError> for ApiError {
     fn from(e: crate::jobs::supervisor::JobsError) -> Self {
         match e {
             crate::jobs::supervisor::JobsError::OwnContainer => ApiError::OwnContainer,
+            crate::jobs::supervisor::JobsError::MonitorOnly => ApiError::MonitorOnly,
+            crate::jobs::supervisor::JobsError::Excluded => ApiError::Excluded,
         }
     }
 }
@@ -144,6 +152,8 @@ mod tests {
             (ApiError::BadPath, 400, "bad path: /api/images/{id}/{action}\n"),
             (ApiError::MisdirectedRequest, 421, "misdirected request\n"),
             (ApiError::OwnContainer, 409, "cannot update shipshape's own container\n"),
+            (ApiError::MonitorOnly, 409, "monitor only\n"),
+            (ApiError::Excluded, 409, "excluded by label\n"),
             (ApiError::CrossOrigin, 403, "cross-origin request refused\n"),
             (ApiError::UnknownAction, 400, "unknown action\n"),
             (ApiError::ContainerNotFound, 404, "container not found\n"),

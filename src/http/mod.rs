@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod metrics;
 pub mod policy;
 pub mod routes;
 pub mod static_files;
@@ -39,6 +40,16 @@ pub struct AppState {
     pub store: Addr<Store>,
     /// Job events (`progress`, `history`) as ready websocket messages.
     pub events: broadcast::Sender<String>,
+    /// Whether the engine answers (`GET /api/engine`, the websocket's `engine` message).
+    pub engine: crate::docker::watcher::EngineStateReceiver,
+    /// The body of `GET /api/settings`: effective settings a UI shows, no secrets.
+    pub settings: serde_json::Value,
+    /// `POST /api/notify/test`.
+    pub notifier: Addr<crate::notify::Notifier>,
+    /// `GET /metrics`, and the websocket gauge.
+    pub metrics: crate::metrics::Metrics,
+    /// Lets a scraper read `/metrics` without a session.
+    pub metrics_token: Option<String>,
 }
 
 pub struct SessionSettings {

@@ -8,6 +8,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::inventory::{CurrentView, FindContainer, ToggleAutoUpdate};
 use crate::jobs::supervisor::{GetProgress, StartUpdate};
+use crate::notify::SendTest;
 use crate::registry::poller::CheckNow;
 use crate::store::History;
 
@@ -20,6 +21,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/logout").route(web::post().to(super::auth::logout)))
         .service(resource("/api/auth/status").route(web::get().to(super::auth::status)))
         .service(
+            resource("/metrics")
+                .wrap(middleware::from_fn(super::metrics::guard))
+                .route(web::get().to(super::metrics::metrics)),
+        )
+        .service(
             web::scope("/api")
                 .wrap(middleware::from_fn(super::auth::require_session))
                 .service(resource("/images").route(web::get().to(list_images)))
@@ -27,7 +33,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(web::resource("/images/{tail:.*}").default_service(web::to(container_action)))
                 .service(resource("/groups/{image:.*}/update").route(web::post().to(update_group)))
                 .service(resource("/history").route(web::get().to(history)))
+                .service(resource("/engine").route(web::get().to(engine_state)))
+                .service(resource("/settings").route(web::get().to(settings)))
                 .service(resource("/ws").route(web::get().to(super::ws::connect)))
+                .service(resource("/notify/test").route(web::post().to(notify_test)))
                 .default_service(web::to(not_found)),
         )
         .configure(super::static_files::configure)
@@ -46,9 +55,38 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
 
-async fn list_images(state: web::Data<AppState>) -> HttpResponse {
-    let body = state.view.borrow().json.clone();
+#[derive(serde::Deserialize)]
+struct ImagesQuery {
+    all: Option<String>,
+}
+
+/// `?all=1` (or `true`) lists excluded containers too, marked `"excluded": true`.
+async fn list_images(query: web::Query<ImagesQuery>, state: web::Data<AppState>) -> HttpResponse {
+    let all = query.all.as_deref().is_some_and(|v| matches!(v, "1" | "true" | "yes" | "on"));
+    let body = {
+        let view = state.view.borrow();
+        if all {
+            view.json_all.clone()
+        } else {
+            view.json.clone()
+        }
+    };
     HttpResponse::Ok().content_type("application/json").body(body)
+}
+
+async fn engine_state(state: web::Data<AppState>) -> HttpResponse {
+    let engine = state.engine.borrow().clone();
+    HttpResponse::Ok().json(engine)
+}
+
+async fn settings(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(&state.settings)
+}
+
+/// Sends a test message to every notification target; answers per target.
+async fn notify_test(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let results = state.notifier.send(SendTest).await?;
+    Ok(HttpResponse::Ok().json(results))
 }
 
 /// Runs a registry check of every image now and answers the fresh view.
@@ -146,7 +184,9 @@ async fn update_group(path: web::Path<String>, state: web::Data<AppState>) -> Re
     let ids: Vec<String> = {
         let view = state.view.borrow();
         let group = view.groups.iter().find(|g| g.image == image).ok_or(ApiError::GroupNotFound)?;
-        group.containers.iter().map(|c| c.container_id.clone()).collect()
+        // Excluded containers are not the group's to update; monitor-only
+        // ones go along so that the history says they were skipped.
+        group.containers.iter().filter(|c| !c.excluded).map(|c| c.container_id.clone()).collect()
     };
     let mut targets = Vec::with_capacity(ids.len());
     for id in ids {

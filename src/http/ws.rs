@@ -23,9 +23,14 @@ pub async fn connect(
     let auth = auth.into_inner();
     let mut ended = auth.ended.subscribe();
     let mut events = state.events.subscribe();
+    let mut engine = state.engine.clone();
+    let mut engine_known = !engine.borrow_and_update().initial;
+    let mut engine_alive = true;
     let own_key = session_id.as_deref().map(stored_key);
     let session_gone = || Some(CloseReason { code: CloseCode::Policy, description: Some("session ended".into()) });
+    let counted = state.metrics.websocket_opened();
     actix_web::rt::spawn(async move {
+        let _counted = counted;
         let first = view.borrow_and_update().ws_message.clone();
         if session.text(first).await.is_err() {
             return;
@@ -40,6 +45,25 @@ pub async fn connect(
                         break;
                     }
                     let message = view.borrow_and_update().ws_message.clone();
+                    if session.text(message).await.is_err() {
+                        return;
+                    }
+                }
+                changed = engine.changed(), if engine_alive => {
+                    if changed.is_err() {
+                        // The watcher is gone: nothing more will change.
+                        engine_alive = false;
+                        continue;
+                    }
+                    let data = engine.borrow_and_update().clone();
+                    // The service's first contact with a working engine is
+                    // how things should be, not a change to report.
+                    let first_and_fine = !engine_known && data.connected;
+                    engine_known = true;
+                    if first_and_fine {
+                        continue;
+                    }
+                    let message = serde_json::json!({ "type": "engine", "data": data }).to_string();
                     if session.text(message).await.is_err() {
                         return;
                     }

@@ -3,7 +3,9 @@
 //! API and the websocket serve. It publishes that view on a watch channel, so
 //! readers never wait on the actor and never call Docker per request.
 
+pub mod scope;
 pub mod view;
+pub mod window;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +23,9 @@ use crate::jobs::supervisor::StartUpdate;
 use crate::registry::messages::{RemoteChanged, RemoteStates};
 use crate::registry::poller::ImagesSeen;
 use crate::store::{SetAutoUpdate, Store, StoreError};
-use view::{build_groups, references, ImageGroup};
+use scope::{Policy, Selection};
+use view::{build_groups, references, without_excluded, ImageGroup};
+use window::UpdateWindow;
 
 /// How often at most a changed view is published (and so sent to websockets).
 pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(50);
@@ -29,21 +33,30 @@ pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(50);
 /// The view as served: groups plus their ready-made encodings.
 #[derive(Debug, Default)]
 pub struct View {
+    /// Every group of the instance's scope, excluded containers included (marked).
     pub groups: Vec<ImageGroup>,
-    /// Body of `GET /api/images`.
+    /// Body of `GET /api/images`: without excluded containers.
     pub json: Bytes,
+    /// Body of `GET /api/images?all=1`.
+    pub json_all: Bytes,
     /// The websocket `images` message.
     pub ws_message: String,
 }
 
 impl View {
     pub fn new(groups: Vec<ImageGroup>) -> Self {
-        let json = serde_json::to_vec(&groups).unwrap_or_else(|_| b"[]".to_vec());
+        let encode = |g: &[ImageGroup]| serde_json::to_vec(g).unwrap_or_else(|_| b"[]".to_vec());
+        let json_all = encode(&groups);
+        let json = if groups.iter().any(|g| g.containers.iter().any(|c| c.excluded)) {
+            encode(&without_excluded(&groups))
+        } else {
+            json_all.clone()
+        };
         let mut ws_message = String::with_capacity(json.len() + 32);
         ws_message.push_str(r#"{"type":"images","data":"#);
         ws_message.push_str(std::str::from_utf8(&json).unwrap_or("[]"));
         ws_message.push('}');
-        Self { groups, json: Bytes::from(json), ws_message }
+        Self { groups, json: Bytes::from(json), json_all: Bytes::from(json_all), ws_message }
     }
 }
 
@@ -71,6 +84,13 @@ pub struct FindContainer {
     pub container_id: String,
 }
 
+/// A container this instance may act on, and what it may do with it.
+#[derive(Message)]
+#[rtype(result = "Option<(Container, Selection)>")]
+pub struct FindSelected {
+    pub container_id: String,
+}
+
 /// The view with every change received so far in it, published now if a
 /// publish was pending (so a caller that just sent a change sees it).
 #[derive(Message)]
@@ -88,6 +108,9 @@ pub struct Inventory {
     last_publish: Option<Instant>,
     publish_scheduled: bool,
     known_refs: Vec<String>,
+    policy: Policy,
+    window: Option<UpdateWindow>,
+    window_was_open: bool,
 }
 
 impl Inventory {
@@ -109,8 +132,23 @@ impl Inventory {
             last_publish: None,
             publish_scheduled: false,
             known_refs: Vec::new(),
+            policy: Policy::default(),
+            window: None,
+            window_was_open: true,
         };
         (inventory, receiver)
+    }
+
+    /// Which containers are looked after, and when automatic updates may start.
+    pub fn with_selection(mut self, policy: Policy, window: Option<UpdateWindow>) -> Self {
+        self.window_was_open = window.as_ref().is_none_or(|w| w.is_open(std::time::SystemTime::now()));
+        self.policy = policy;
+        self.window = window;
+        self
+    }
+
+    fn window_open(&self) -> bool {
+        self.window.as_ref().is_none_or(|w| w.is_open(std::time::SystemTime::now()))
     }
 
     /// Publishes now if the last publish is old enough, else once the
@@ -134,51 +172,99 @@ impl Inventory {
 
     fn publish(&mut self) {
         self.last_publish = Some(Instant::now());
-        let groups = build_groups(&self.engine, &self.remote, &self.auto_update);
+        let groups = build_groups(&self.engine, &self.remote, &self.auto_update, &self.policy);
         self.publisher.send_if_modified(|current| {
             if current.groups == groups {
                 return false;
             }
-            *current = Arc::new(View::new(groups));
-            true
+            // A change only `?all=1` shows (an excluded container) is kept
+            // but not announced: websockets never get an unchanged view.
+            let view = View::new(groups);
+            let visible_change = view.json != current.json;
+            *current = Arc::new(view);
+            visible_change
         });
     }
 
     /// A check just found these images' state: their containers with
     /// auto-update on that are outdated get updated. Only a check starts
-    /// them, so a failed update is retried at the next check, not in a loop.
+    /// them (or the update window opening), so a failed update is retried
+    /// at the next check, not in a loop. Outside the window nothing starts.
+    /// Groups go dependencies first: with one automatic update at a time
+    /// (the default) a dependency is updated before its dependants.
     fn start_auto_updates(&self, checked: &[String]) {
-        let groups = build_groups(&self.engine, &self.remote, &self.auto_update);
+        if !self.window_open() {
+            tracing::debug!("outside the update window: no automatic update starts");
+            return;
+        }
+        let groups = build_groups(&self.engine, &self.remote, &self.auto_update, &self.policy);
+        let mut updates: Vec<StartUpdate> = Vec::new();
         for group in groups.iter().filter(|g| checked.contains(&g.image)) {
             let targets: Vec<Container> = group
                 .containers
                 .iter()
-                .filter(|c| c.auto_update && c.status == view::Status::Outdated)
+                .filter(|c| c.auto_update && !c.excluded && !c.monitor_only && c.status == view::Status::Outdated)
                 .filter_map(|c| self.find(&c.container_id).cloned())
                 .collect();
             let Some(image_ref) = targets.first().map(|c| c.image_ref.clone()) else { continue };
             tracing::info!(image = %group.image, containers = targets.len(), "auto-update");
-            self.updates.do_send(StartUpdate { targets, image_ref, automatic: true });
+            updates.push(StartUpdate { targets: scope::order_containers(targets), image_ref, automatic: true });
+        }
+        // Order the updates by where their first container comes in the
+        // dependency order of all of them.
+        let all: Vec<Container> = updates.iter().flat_map(|u| u.targets.iter().cloned()).collect();
+        let rank: HashMap<String, usize> =
+            scope::order_containers(all).into_iter().enumerate().map(|(i, c)| (c.id, i)).collect();
+        let first = |u: &StartUpdate| u.targets.iter().filter_map(|c| rank.get(&c.id)).min().copied();
+        updates.sort_by_key(|u| first(u).unwrap_or(usize::MAX));
+        for update in updates {
+            self.updates.do_send(update);
         }
     }
 
+    /// Re-reads the clock: when the window has just opened, what the last
+    /// checks found outdated gets its automatic update now.
+    fn watch_window(&mut self) {
+        let open = self.window_open();
+        if open && !self.window_was_open {
+            tracing::info!("update window open");
+            let checked: Vec<String> = self.remote.keys().cloned().collect();
+            self.start_auto_updates(&checked);
+        }
+        self.window_was_open = open;
+    }
+
+    /// A running container of this instance's scope.
     fn find(&self, container_id: &str) -> Option<&Container> {
         if container_id.len() < 12 {
             return None;
         }
-        self.engine.containers.values().find(|c| c.id.starts_with(container_id))
+        self.engine
+            .containers
+            .values()
+            .find(|c| c.id.starts_with(container_id))
+            .filter(|c| scope::select(&self.policy, &c.labels) != Selection::OutOfScope)
     }
 }
 
+/// How often the update window is looked at.
+const WINDOW_TICK: Duration = Duration::from_secs(10);
+
 impl Actor for Inventory {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.window.is_some() {
+            ctx.run_interval(WINDOW_TICK, |this, _| this.watch_window());
+        }
+    }
 }
 
 impl Handler<EngineChanged> for Inventory {
     type Result = ();
     fn handle(&mut self, EngineChanged(snapshot): EngineChanged, ctx: &mut Context<Self>) {
         self.engine = snapshot;
-        let refs = references(self.engine.containers.values());
+        let refs = references(self.engine.containers.values(), &self.policy);
         let names: Vec<String> = refs.iter().map(|r| r.display_name()).collect();
         if names != self.known_refs {
             self.known_refs = names;
@@ -215,14 +301,24 @@ impl Handler<FindContainer> for Inventory {
     }
 }
 
+impl Handler<FindSelected> for Inventory {
+    type Result = Option<(Container, Selection)>;
+    fn handle(&mut self, msg: FindSelected, _: &mut Context<Self>) -> Self::Result {
+        let c = self.find(&msg.container_id)?;
+        Some((c.clone(), scope::select(&self.policy, &c.labels)))
+    }
+}
+
 impl Handler<ToggleAutoUpdate> for Inventory {
     type Result = ResponseActFuture<Self, Result<bool, InventoryError>>;
 
     fn handle(&mut self, msg: ToggleAutoUpdate, _: &mut Context<Self>) -> Self::Result {
-        let Some(name) = self.find(&msg.container_id).map(|c| c.name.clone()) else {
+        let Some((name, default)) =
+            self.find(&msg.container_id).map(|c| (c.name.clone(), scope::auto_update_default(&c.labels)))
+        else {
             return Box::pin(actix::fut::ready(Err(InventoryError::ContainerNotFound)));
         };
-        let enabled = !self.auto_update.get(&name).copied().unwrap_or(false);
+        let enabled = !self.auto_update.get(&name).copied().unwrap_or(default);
         let save = self.store.send(SetAutoUpdate { container_name: name.clone(), enabled });
         Box::pin(save.into_actor(self).map(move |sent, this, ctx| {
             sent.map_err(|_| StoreError::Unavailable)??;

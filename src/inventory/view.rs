@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
+use super::scope::{self, Policy, Selection};
 use crate::docker::model::{is_image_id_reference, Container, EngineSnapshot};
 use crate::registry::digest::{repo_digests_for, shorten};
 use crate::registry::messages::RemoteStates;
@@ -28,6 +29,12 @@ pub struct ContainerItem {
     pub local_digest: String,
     pub status: Status,
     pub auto_update: bool,
+    /// Left out by its labels: only listed with `?all=1`, never checked or updated.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub excluded: bool,
+    /// Checked and shown, never updated (a `monitor-only` label).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub monitor_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -82,10 +89,14 @@ pub fn container_reference(image_ref: &str, image_id: &str) -> Option<Result<Ima
     Some(reference::parse(image_ref).map_err(|e| e.to_string()))
 }
 
-/// The distinct references the running containers use, as the poller checks them.
-pub fn references<'a>(containers: impl IntoIterator<Item = &'a Container>) -> Vec<ImageRef> {
+/// The distinct references the running containers this instance looks
+/// after use, as the poller checks them.
+pub fn references<'a>(containers: impl IntoIterator<Item = &'a Container>, policy: &Policy) -> Vec<ImageRef> {
     let mut refs: BTreeMap<String, ImageRef> = BTreeMap::new();
     for c in containers {
+        if matches!(scope::select(policy, &c.labels), Selection::OutOfScope | Selection::Excluded) {
+            continue;
+        }
         if let Some(Ok(r)) = container_reference(&c.image_ref, &c.image_id) {
             refs.entry(r.display_name()).or_insert(r);
         }
@@ -94,11 +105,13 @@ pub fn references<'a>(containers: impl IntoIterator<Item = &'a Container>) -> Ve
 }
 
 /// Builds the groups, sorted by image and then by container name so that the
-/// answer is stable between calls.
+/// answer is stable between calls. Containers out of the instance's scope
+/// are not in them; excluded ones are, marked, and count for no status.
 pub fn build_groups(
     snapshot: &EngineSnapshot,
     remote: &RemoteStates,
     auto_update: &HashMap<String, bool>,
+    policy: &Policy,
 ) -> Vec<ImageGroup> {
     struct Pending<'a> {
         parsed: Option<ImageRef>,
@@ -106,6 +119,9 @@ pub fn build_groups(
     }
     let mut groups: BTreeMap<String, Pending> = BTreeMap::new();
     for c in snapshot.containers.values() {
+        if scope::select(policy, &c.labels) == Selection::OutOfScope {
+            continue;
+        }
         let (key, parsed) = match container_reference(&c.image_ref, &c.image_id) {
             None => continue,
             Some(Ok(r)) => (r.display_name(), Some(r)),
@@ -135,17 +151,23 @@ pub fn build_groups(
                         let first = all.peek().cloned();
                         all.find(|d| Some(d.as_str()) == remote_digest).or(first)
                     });
+                    let selection = scope::select(policy, &c.labels);
                     ContainerItem {
                         container_id: c.id.chars().take(12).collect(),
                         container_name: c.name.clone(),
                         local_digest: local.as_deref().map_or_else(|| UNKNOWN.into(), shorten),
                         status: container_status(local.as_deref(), remote_digest, pinned),
-                        auto_update: auto_update.get(&c.name).copied().unwrap_or(false),
+                        auto_update: auto_update
+                            .get(&c.name)
+                            .copied()
+                            .unwrap_or_else(|| scope::auto_update_default(&c.labels)),
+                        excluded: selection == Selection::Excluded,
+                        monitor_only: selection == Selection::MonitorOnly,
                     }
                 })
                 .collect();
             containers.sort_by(|a, b| a.container_name.cmp(&b.container_name));
-            let status = group_status(containers.iter().map(|c| c.status));
+            let status = group_status(containers.iter().filter(|c| !c.excluded).map(|c| c.status));
             ImageGroup {
                 image,
                 remote_digest: remote_digest.map_or_else(|| UNKNOWN.into(), shorten),
@@ -154,6 +176,18 @@ pub fn build_groups(
                 checked_at: state.and_then(|s| s.checked_at.clone()),
                 error: state.and_then(|s| s.error.clone()),
             }
+        })
+        .collect()
+}
+
+/// The groups without their excluded containers (and without groups left
+/// empty): what `GET /api/images` lists unless asked for everything.
+pub fn without_excluded(groups: &[ImageGroup]) -> Vec<ImageGroup> {
+    groups
+        .iter()
+        .filter_map(|g| {
+            let containers: Vec<ContainerItem> = g.containers.iter().filter(|c| !c.excluded).cloned().collect();
+            (!containers.is_empty()).then(|| ImageGroup { containers, ..g.clone() })
         })
         .collect()
 }
@@ -216,7 +250,13 @@ mod tests {
         let mut add = |id: &str, name: &str, image_ref: &str, image_id: &str| {
             s.containers.insert(
                 id.into(),
-                Container { id: id.into(), name: name.into(), image_ref: image_ref.into(), image_id: image_id.into() },
+                Container {
+                    id: id.into(),
+                    name: name.into(),
+                    image_ref: image_ref.into(),
+                    image_id: image_id.into(),
+                    ..Default::default()
+                },
             );
         };
         add("c1c1c1c1c1c1c1c1", "web-b", "nginx", nginx_old);
@@ -229,7 +269,7 @@ mod tests {
 
     #[test]
     fn groups_by_normalized_reference_and_skips_bare_ids() {
-        let groups = build_groups(&snapshot(), &RemoteStates::new(), &HashMap::new());
+        let groups = build_groups(&snapshot(), &RemoteStates::new(), &HashMap::new(), &Policy::default());
         let names: Vec<_> = groups.iter().map(|g| g.image.as_str()).collect();
         assert_eq!(names, ["myapp:dev", "nginx:latest"]);
         let nginx = &groups[1];
@@ -251,7 +291,7 @@ mod tests {
             RemoteState { digest: Some(B.into()), checked_at: Some("2026-01-01T00:00:00Z".into()), error: None },
         );
         let flags = HashMap::from([("web-b".to_string(), true)]);
-        let groups = build_groups(&snapshot(), &remote, &flags);
+        let groups = build_groups(&snapshot(), &remote, &flags, &Policy::default());
         let nginx = &groups[1];
         assert_eq!(nginx.remote_digest, "sha256:bbbbbbbbbb");
         assert_eq!(nginx.status, Partial);
@@ -273,15 +313,73 @@ mod tests {
             "nginx:latest".to_string(),
             RemoteState { digest: Some(B.into()), ..Default::default() },
         )]);
-        let groups = build_groups(&s, &remote, &HashMap::new());
+        let groups = build_groups(&s, &remote, &HashMap::new(), &Policy::default());
         assert_eq!(groups[1].status, Uptodate);
-        let without = build_groups(&s, &RemoteStates::new(), &HashMap::new());
+        let without = build_groups(&s, &RemoteStates::new(), &HashMap::new(), &Policy::default());
         assert_eq!(without[1].containers[1].local_digest, "sha256:aaaaaaaaaa");
     }
 
     #[test]
     fn references_are_distinct() {
-        let refs: Vec<_> = references(snapshot().containers.values()).iter().map(ImageRef::display_name).collect();
+        let refs: Vec<_> =
+            references(snapshot().containers.values(), &Policy::default()).iter().map(ImageRef::display_name).collect();
         assert_eq!(refs, ["myapp:dev", "nginx:latest"]);
+    }
+
+    fn labelled(s: &mut EngineSnapshot, id: &str, pairs: &[(&str, &str)]) {
+        if let Some(c) = s.containers.get_mut(id) {
+            c.labels = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        }
+    }
+
+    #[test]
+    fn labels_exclude_mark_and_set_defaults() {
+        let mut s = snapshot();
+        labelled(&mut s, "c5c5c5c5c5c5c5c5", &[("com.centurylinklabs.watchtower.enable", "false")]);
+        labelled(&mut s, "c1c1c1c1c1c1c1c1", &[("shipshape.monitor-only", "true"), ("shipshape.auto-update", "true")]);
+        labelled(&mut s, "c2c2c2c2c2c2c2c2", &[("shipshape.auto-update", "true")]);
+        let remote = RemoteStates::from([(
+            "nginx:latest".to_string(),
+            RemoteState { digest: Some(B.into()), ..Default::default() },
+        )]);
+        // The user's stored toggle wins over the label's default.
+        let flags = HashMap::from([("web-a".to_string(), false)]);
+        let groups = build_groups(&s, &remote, &flags, &Policy::default());
+        assert!(groups[0].containers[0].excluded);
+        let nginx = &groups[1];
+        assert!(nginx.containers[1].monitor_only && nginx.containers[1].auto_update);
+        assert!(!nginx.containers[0].auto_update && !nginx.containers[0].monitor_only);
+        let visible = without_excluded(&groups);
+        let names: Vec<_> = visible.iter().map(|g| g.image.as_str()).collect();
+        assert_eq!(names, ["nginx:latest"]);
+        let refs: Vec<_> =
+            references(s.containers.values(), &Policy::default()).iter().map(ImageRef::display_name).collect();
+        assert_eq!(refs, ["nginx:latest"]);
+    }
+
+    #[test]
+    fn out_of_scope_containers_are_not_there_at_all() {
+        let mut s = snapshot();
+        labelled(&mut s, "c1c1c1c1c1c1c1c1", &[("shipshape.scope", "blue")]);
+        let blue = Policy { label_enable: false, scope: Some("blue".into()) };
+        let groups = build_groups(&s, &RemoteStates::new(), &HashMap::new(), &blue);
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].containers.len(), 1);
+        assert_eq!(groups[0].containers[0].container_name, "web-b");
+        let refs: Vec<_> = references(s.containers.values(), &blue).iter().map(ImageRef::display_name).collect();
+        assert_eq!(refs, ["nginx:latest"]);
+    }
+
+    #[test]
+    fn excluded_containers_do_not_decide_the_group_status() {
+        let mut s = snapshot();
+        labelled(&mut s, "c1c1c1c1c1c1c1c1", &[("shipshape.enable", "false")]);
+        let remote = RemoteStates::from([(
+            "nginx:latest".to_string(),
+            RemoteState { digest: Some(B.into()), ..Default::default() },
+        )]);
+        let groups = build_groups(&s, &remote, &HashMap::new(), &Policy::default());
+        assert_eq!(groups[1].status, Uptodate);
+        assert_eq!(groups[1].containers[1].status, Outdated);
     }
 }

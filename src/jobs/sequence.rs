@@ -24,11 +24,22 @@ use crate::store::{BeginJob, FinishJob, JobRecord, JobResult, JobStep, JournalSt
 pub struct JobEnv {
     pub docker: Docker,
     pub store: Addr<Store>,
-    pub docker_config: DockerConfig,
+    /// Re-read when the file changes: a later `docker login` counts for the next pull.
+    pub docker_config: Arc<crate::registry::config_source::DockerConfigSource>,
     /// How long a replacement must keep running (and get healthy); zero: one look.
     pub verify_timeout: Duration,
     /// Remove the old image after a successful update when nothing uses it.
     pub cleanup: bool,
+    /// Set once the API version is agreed with the engine (the watcher's
+    /// client shares it); later jobs need not ask again.
+    pub negotiated: tokio::sync::OnceCell<()>,
+}
+
+impl JobEnv {
+    /// Agrees on the API version once per process.
+    pub async fn negotiate(&self) -> Result<(), DockerError> {
+        self.negotiated.get_or_try_init(|| engine::negotiate(&self.docker)).await.map(|_| ())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +76,7 @@ pub async fn pull(
     report: &Report,
     aggregator: &mut ProgressAggregator,
 ) -> Result<ImageDetails, String> {
-    let auth = pull_auth(&env.docker_config, image_ref).await;
+    let auth = pull_auth(&env.docker_config.config(), image_ref).await;
     report(aggregator.snapshot());
     let mut stream = engine::pull(&env.docker, image_ref, auth.as_ref());
     while let Some(event) = stream.next().await {
@@ -99,6 +110,35 @@ async fn pull_auth(config: &DockerConfig, image_ref: &str) -> Option<PullAuth> {
         // The engine takes no bearer token for pulls; try anonymously.
         Credential::RegistryToken(_) => return None,
     })
+}
+
+/// Every running container's id and name, mapped to its name: for
+/// `container:` modes, which must name the supplier as it is now. One list
+/// call, no inspect.
+pub async fn running_names(env: &JobEnv) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    if let Ok(entries) = engine::running_entries(&env.docker).await {
+        for c in entries {
+            map.insert(c.id.clone(), c.name.clone());
+            map.insert(c.name.clone(), c.name);
+        }
+    }
+    map
+}
+
+/// The registry digest the image is known by in `image_ref`'s repository,
+/// shortened as the API shows digests.
+pub fn repo_digest(image: &ImageDetails, image_ref: &str) -> Option<String> {
+    let repository = image_ref.rsplit_once('@').map_or(image_ref, |(r, _)| r);
+    let repository = match repository.rsplit_once(':') {
+        Some((r, tag)) if !tag.contains('/') => r,
+        _ => repository,
+    };
+    let digests = image.repo_digests.as_deref().unwrap_or_default();
+    let digest =
+        digests.iter().find(|d| d.split_once('@').is_some_and(|(r, _)| r == repository)).or_else(|| digests.first())?;
+    let digest = digest.split_once('@').map_or(digest.as_str(), |(_, d)| d);
+    Some(digest.chars().take(17).collect())
 }
 
 /// A fresh job id: 8 hex digits, part of container names and labels.
@@ -159,8 +199,9 @@ pub struct RecreateRequest<'a> {
     /// Recreate even when the container already runs the image (a
     /// namespace dependent of an updated container).
     pub force: bool,
-    /// For `container:` modes: ids and names of suppliers, mapped to their current names.
-    pub suppliers: &'a HashMap<String, String>,
+    /// For `container:` modes: ids and names of suppliers, mapped to their
+    /// current names; `None`: looked up when the container has such a mode.
+    pub suppliers: Option<&'a HashMap<String, String>>,
     pub from_digest: Option<String>,
     pub to_digest: Option<String>,
 }
@@ -184,6 +225,20 @@ pub async fn recreate(env: &JobEnv, req: RecreateRequest<'_>, report: &Report, b
         Err(DockerError::NotFound(_)) => None,
         Err(e) => return failed(format!("cannot inspect the old image: {e}")),
     };
+    let looked_up;
+    let suppliers = match req.suppliers {
+        Some(map) => map,
+        None if plan::namespace_suppliers(&old).is_empty() => {
+            looked_up = HashMap::new();
+            &looked_up
+        }
+        None => {
+            looked_up = running_names(env).await;
+            &looked_up
+        }
+    };
+    let from_digest =
+        req.from_digest.clone().or_else(|| old_image.as_ref().and_then(|i| repo_digest(i, req.image_ref)));
     let op_id = new_op_id();
     let api = ApiVersion::from(engine::api_version(&env.docker));
     let input = PlanInput {
@@ -192,7 +247,7 @@ pub async fn recreate(env: &JobEnv, req: RecreateRequest<'_>, report: &Report, b
         new_image: req.new_image,
         image_ref: req.image_ref,
         api,
-        suppliers: req.suppliers,
+        suppliers,
         op_id: &op_id,
     };
     let plan = match plan::plan_recreate(&input) {
@@ -213,7 +268,7 @@ pub async fn recreate(env: &JobEnv, req: RecreateRequest<'_>, report: &Report, b
         image: req.image_ref.to_string(),
         from_image_id: plan.old_image_id.clone(),
         to_image_id: Some(plan.new_image_id.clone()),
-        from_digest: req.from_digest.clone(),
+        from_digest,
         to_digest: req.to_digest.clone(),
         plan: plan_json,
     };
@@ -274,10 +329,13 @@ async fn swap(
         engine::connect_network(docker, network, &id, endpoint.clone()).await?;
     }
     journal.step(JobStep::RestartPolicyCleared, None).await?;
-    let no_restart = RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None };
-    engine::set_restart_policy(docker, &plan.old_id, no_restart).await?;
+    if restarts(&plan.restart_policy) {
+        let no_restart = RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None };
+        engine::set_restart_policy(docker, &plan.old_id, no_restart).await?;
+    }
     journal.step(JobStep::Stopped, None).await?;
-    engine::stop_container(docker, &plan.old_id, None).await?;
+    let own_timeout = plan.stop_timeout.unwrap_or(engine::DEFAULT_STOP_SECS);
+    engine::stop_container_within(docker, &plan.old_id, None, own_timeout).await?;
     journal.step(JobStep::RenamedOld, None).await?;
     engine::rename_container(docker, &plan.old_id, &plan.aside_name).await?;
     journal.step(JobStep::RenamedNew, None).await?;
@@ -308,6 +366,12 @@ async fn verify(env: &JobEnv, id: &str, image_id: &str) -> Result<(), JobError> 
             VerifyOutcome::Wait => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
+}
+
+/// Whether a restart policy can start a container by itself (then it is
+/// cleared while the old container is stopped, and restored on rollback).
+fn restarts(policy: &RestartPolicy) -> bool {
+    !matches!(policy.name, None | Some(RestartPolicyNameEnum::NO) | Some(RestartPolicyNameEnum::EMPTY))
 }
 
 async fn remove_if_present(docker: &Docker, id: &str) -> Result<(), DockerError> {
@@ -359,7 +423,9 @@ async fn roll_back(
         engine::rename_container(docker, &plan.old_id, &plan.name).await?;
     }
     step(JobStep::RollbackRestartPolicyRestored).await?;
-    engine::set_restart_policy(docker, &plan.old_id, plan.restart_policy.clone()).await?;
+    if restarts(&plan.restart_policy) {
+        engine::set_restart_policy(docker, &plan.old_id, plan.restart_policy.clone()).await?;
+    }
     if plan.was_running {
         step(JobStep::RollbackStartedOld).await?;
         engine::start_container(docker, &plan.old_id).await?;
@@ -414,4 +480,24 @@ async fn commit(env: &JobEnv, plan: &RecreatePlan, new_id: Option<&str>) -> Resu
     }
     remove_if_present(docker, &plan.old_id).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_digest_prefers_the_reference_repository() {
+        let image = ImageDetails {
+            repo_digests: Some(vec![
+                "127.0.0.1:5000/other@sha256:1111111111111111".into(),
+                "127.0.0.1:5000/app@sha256:2222222222222222".into(),
+            ]),
+            ..Default::default()
+        };
+        assert_eq!(repo_digest(&image, "127.0.0.1:5000/app:1.2").as_deref(), Some("sha256:2222222222"));
+        assert_eq!(repo_digest(&image, "127.0.0.1:5000/app").as_deref(), Some("sha256:2222222222"));
+        assert_eq!(repo_digest(&image, "127.0.0.1:5000/nope:1").as_deref(), Some("sha256:1111111111"));
+        assert_eq!(repo_digest(&ImageDetails::default(), "x:1"), None);
+    }
 }

@@ -8,7 +8,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
+use actix::{
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Recipient, WrapFuture,
+};
 use serde_json::json;
 use tokio::sync::broadcast;
 
@@ -16,7 +18,9 @@ use super::own::OwnContainer;
 use super::progress::{ProgressAggregator, PullProgress, Stage, Throttle};
 use super::sequence::{self, JobEnv, Outcome, RecreateRequest, Report};
 use crate::docker::engine;
-use crate::docker::model::{Container, ImageDetails};
+use crate::docker::model::Container;
+use crate::inventory::scope::{self, Policy, Selection};
+use crate::metrics::Metrics;
 use crate::store::{BeginJob, FinishJob, HistoryEntry, HistoryEntryOf, JobResult};
 
 /// How long the final progress of a job stays readable.
@@ -26,6 +30,12 @@ pub const PROGRESS_KEPT: Duration = Duration::from_secs(60);
 pub enum JobsError {
     #[error("cannot update shipshape's own container")]
     OwnContainer,
+    /// Its labels say checked and shown, never updated.
+    #[error("monitor only")]
+    MonitorOnly,
+    /// Its labels (or the instance's scope) leave it out.
+    #[error("excluded")]
+    Excluded,
 }
 
 /// Starts updating `targets`, all created from `image_ref`: one pull, then
@@ -71,6 +81,11 @@ pub struct JobFinished {
     pub automatic: bool,
 }
 
+/// To the notifier: a container's update ended, as the history records it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UpdateEnded(pub HistoryEntry);
+
 struct Tracked {
     progress: PullProgress,
     /// The container the progress is about (the old id for a replacement's alias).
@@ -88,9 +103,27 @@ pub struct Jobs {
     auto_running: usize,
     auto_queue: VecDeque<StartUpdate>,
     events: broadcast::Sender<String>,
+    policy: Arc<Policy>,
+    notify: Option<Recipient<UpdateEnded>>,
+    metrics: Option<Metrics>,
+    /// When each running container's update started (for the metrics).
+    started: HashMap<String, Instant>,
 }
 
 impl Jobs {
+    /// Which containers this instance may update (labels and scope).
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// Who hears of ended updates: the notifier and the metrics.
+    pub fn with_observers(mut self, notify: Recipient<UpdateEnded>, metrics: Metrics) -> Self {
+        self.notify = Some(notify);
+        self.metrics = Some(metrics);
+        self
+    }
+
     pub fn new(env: JobEnv, own: OwnContainer, auto_limit: usize, events: broadcast::Sender<String>) -> Self {
         Self {
             env: Arc::new(env),
@@ -102,6 +135,10 @@ impl Jobs {
             auto_running: 0,
             auto_queue: VecDeque::new(),
             events,
+            policy: Arc::default(),
+            notify: None,
+            metrics: None,
+            started: HashMap::new(),
         }
     }
 
@@ -110,6 +147,8 @@ impl Jobs {
         if msg.targets.is_empty() {
             return;
         }
+        // Dependencies first: a dependant is recreated after what it needs.
+        msg.targets = scope::order_containers(std::mem::take(&mut msg.targets));
         if msg.automatic {
             if self.auto_running >= self.auto_limit {
                 self.auto_queue.push_back(msg);
@@ -119,11 +158,13 @@ impl Jobs {
         }
         for c in &msg.targets {
             self.running.insert(c.id.clone());
+            self.started.insert(c.id.clone(), Instant::now());
             self.throttles.remove(&c.id);
             let progress = ProgressAggregator::new().snapshot();
             self.tracked.insert(c.id.clone(), Tracked { progress, short_id: short(&c.id), ended: None });
         }
-        UpdateJob { env: Arc::clone(&self.env), jobs: ctx.address(), request: msg }.start();
+        UpdateJob { env: Arc::clone(&self.env), jobs: ctx.address(), request: msg, policy: Arc::clone(&self.policy) }
+            .start();
     }
 
     fn broadcast(&self, message: String) {
@@ -150,10 +191,33 @@ impl Actor for Jobs {
 
 impl Handler<StartUpdate> for Jobs {
     type Result = Result<(), JobsError>;
-    fn handle(&mut self, msg: StartUpdate, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, mut msg: StartUpdate, ctx: &mut Context<Self>) -> Self::Result {
         if msg.targets.len() == 1 && msg.targets.iter().all(|c| self.own.is(&c.id)) {
             return Err(JobsError::OwnContainer);
         }
+        let selection = |c: &Container| scope::select(&self.policy, &c.labels);
+        let (monitored, rest): (Vec<Container>, Vec<Container>) =
+            std::mem::take(&mut msg.targets).into_iter().partition(|c| selection(c) == Selection::MonitorOnly);
+        // Excluded and out-of-scope containers are never named in a group's history.
+        let allowed: Vec<Container> = rest.into_iter().filter(|c| selection(c) == Selection::Included).collect();
+        if allowed.is_empty() {
+            return Err(if monitored.is_empty() { JobsError::Excluded } else { JobsError::MonitorOnly });
+        }
+        // A group update names the containers it skips in the history.
+        let running = &self.running;
+        let skipped: Vec<Container> = monitored.into_iter().filter(|c| !running.contains(&c.id)).collect();
+        if !skipped.is_empty() {
+            let env = Arc::clone(&self.env);
+            let jobs = ctx.address();
+            let image_ref = msg.image_ref.clone();
+            actix::spawn(async move {
+                for target in &skipped {
+                    let reason = Some(MONITOR_ONLY_SKIPPED.to_string());
+                    finish_without_change(&env, &jobs, target, &image_ref, JobResult::Unchanged, reason, None).await;
+                }
+            });
+        }
+        msg.targets = allowed;
         self.launch(msg, ctx);
         Ok(())
     }
@@ -199,7 +263,14 @@ impl Handler<ContainerFinished> for Jobs {
                 self.tracked.insert(new_id, alias);
             }
         }
+        let took = self.started.remove(&msg.container_id).map(|at| at.elapsed());
         if let Some(entry) = msg.history {
+            if let Some(metrics) = &self.metrics {
+                metrics.update_finished(entry.result.as_str(), took);
+            }
+            if let Some(notify) = &self.notify {
+                notify.do_send(UpdateEnded(entry.clone()));
+            }
             self.broadcast(json!({ "type": "history", "data": entry }).to_string());
         }
     }
@@ -217,11 +288,15 @@ impl Handler<JobFinished> for Jobs {
     }
 }
 
+/// The history's reason for a container a group update left alone.
+pub const MONITOR_ONLY_SKIPPED: &str = "monitor only: not updated";
+
 /// One update: a pull, then its containers' recreates, one by one.
 struct UpdateJob {
     env: Arc<JobEnv>,
     jobs: Addr<Jobs>,
     request: StartUpdate,
+    policy: Arc<Policy>,
 }
 
 impl Actor for UpdateJob {
@@ -231,9 +306,10 @@ impl Actor for UpdateJob {
         let env = Arc::clone(&self.env);
         let jobs = self.jobs.clone();
         let request = self.request.clone();
+        let policy = Arc::clone(&self.policy);
         ctx.spawn(
             async move {
-                run(&env, &jobs, &request).await;
+                run(&env, &jobs, &request, &policy).await;
                 jobs.do_send(JobFinished { automatic: request.automatic });
             }
             .into_actor(self)
@@ -248,8 +324,8 @@ fn reporter(jobs: &Addr<Jobs>, container_id: &str) -> Report {
     Arc::new(move |progress| jobs.do_send(ProgressChanged { container_id: container_id.clone(), progress }))
 }
 
-async fn run(env: &JobEnv, jobs: &Addr<Jobs>, request: &StartUpdate) {
-    if let Err(e) = engine::negotiate(&env.docker).await {
+async fn run(env: &JobEnv, jobs: &Addr<Jobs>, request: &StartUpdate, policy: &Policy) {
+    if let Err(e) = env.negotiate().await {
         for target in &request.targets {
             let error = format!("docker engine unreachable: {e}");
             finish_without_change(env, jobs, target, &request.image_ref, JobResult::Failed, Some(error), None).await;
@@ -281,14 +357,9 @@ async fn run(env: &JobEnv, jobs: &Addr<Jobs>, request: &StartUpdate) {
             return;
         }
     };
-    let to_digest = repo_digest(&new_image, &request.image_ref);
+    let to_digest = sequence::repo_digest(&new_image, &request.image_ref);
     for target in &request.targets {
         let report = reporter(jobs, &target.id);
-        let from_digest = match engine::inspect_image(&env.docker, &target.image_id).await {
-            Ok(image) => repo_digest(&image, &request.image_ref),
-            Err(_) => None,
-        };
-        let suppliers = suppliers(env).await;
         let outcome = sequence::recreate(
             env,
             RecreateRequest {
@@ -296,8 +367,8 @@ async fn run(env: &JobEnv, jobs: &Addr<Jobs>, request: &StartUpdate) {
                 image_ref: &target.image_ref,
                 new_image: &new_image,
                 force: false,
-                suppliers: &suppliers,
-                from_digest: from_digest.clone(),
+                suppliers: None,
+                from_digest: None,
                 to_digest: to_digest.clone(),
             },
             &report,
@@ -313,16 +384,10 @@ async fn run(env: &JobEnv, jobs: &Addr<Jobs>, request: &StartUpdate) {
         let history = match &outcome.job_id {
             Some(id) => history_of(env, id).await,
             None => {
-                record(
-                    env,
-                    target,
-                    &request.image_ref,
-                    &outcome,
-                    Some(target.image_id.clone()),
-                    from_digest,
-                    to_digest.clone(),
-                )
-                .await
+                // Unchanged: it runs the pulled image, so both digests are the new one.
+                let from_digest = (outcome.result == JobResult::Unchanged).then(|| to_digest.clone()).flatten();
+                let from_image = Some(target.image_id.clone());
+                record(env, target, &request.image_ref, &outcome, from_image, from_digest, to_digest.clone()).await
             }
         };
         jobs.do_send(ContainerFinished {
@@ -334,21 +399,9 @@ async fn run(env: &JobEnv, jobs: &Addr<Jobs>, request: &StartUpdate) {
             if let Some(new_id) = &outcome.new_container_id {
                 recreate_dependents(env, jobs, target, new_id).await;
             }
+            restart_label_dependants(env, target, request, policy).await;
         }
     }
-}
-
-/// Every running container's id and name, mapped to its name: for
-/// `container:` modes, which must name the supplier as it is now.
-async fn suppliers(env: &JobEnv) -> HashMap<String, String> {
-    let mut map = HashMap::new();
-    if let Ok(entries) = engine::running_entries(&env.docker).await {
-        for c in entries {
-            map.insert(c.id.clone(), c.name.clone());
-            map.insert(c.name.clone(), c.name);
-        }
-    }
-    map
 }
 
 /// Whether a `container:<target>` mode names this container (by name or id prefix).
@@ -371,7 +424,7 @@ async fn recreate_dependents(env: &JobEnv, jobs: &Addr<Jobs>, supplier: &Contain
     if dependents.is_empty() {
         return;
     }
-    let mut map = suppliers(env).await;
+    let mut map = sequence::running_names(env).await;
     map.insert(supplier.id.clone(), supplier.name.clone());
     map.insert(new_id.to_string(), supplier.name.clone());
     for dependent in dependents {
@@ -387,7 +440,7 @@ async fn recreate_dependents(env: &JobEnv, jobs: &Addr<Jobs>, supplier: &Contain
                 image_ref: &image_ref,
                 new_image: &image,
                 force: true,
-                suppliers: &map,
+                suppliers: Some(&map),
                 from_digest: None,
                 to_digest: None,
             },
@@ -408,19 +461,22 @@ async fn recreate_dependents(env: &JobEnv, jobs: &Addr<Jobs>, supplier: &Contain
     }
 }
 
-/// The registry digest the image is known by in `image_ref`'s repository,
-/// shortened as the API shows digests.
-fn repo_digest(image: &ImageDetails, image_ref: &str) -> Option<String> {
-    let repository = image_ref.rsplit_once('@').map_or(image_ref, |(r, _)| r);
-    let repository = match repository.rsplit_once(':') {
-        Some((r, tag)) if !tag.contains('/') => r,
-        _ => repository,
-    };
-    let digests = image.repo_digests.as_deref().unwrap_or_default();
-    let digest =
-        digests.iter().find(|d| d.split_once('@').is_some_and(|(r, _)| r == repository)).or_else(|| digests.first())?;
-    let digest = digest.split_once('@').map_or(digest.as_str(), |(_, d)| d);
-    Some(digest.chars().take(17).collect())
+/// Containers that name the updated one in a `depends-on` label are
+/// restarted after it, as Watchtower does, unless this update recreates
+/// them anyway, or they are not this instance's to touch.
+async fn restart_label_dependants(env: &JobEnv, target: &Container, request: &StartUpdate, policy: &Policy) {
+    let Ok(running) = engine::running_entries(&env.docker).await else { return };
+    let names = scope::label_dependants(running.iter().map(|c| (c.name.as_str(), &c.labels)), &target.name);
+    for entry in running.iter().filter(|c| names.contains(&c.name)) {
+        let in_this_update = request.targets.iter().any(|t| t.name == entry.name);
+        if in_this_update || scope::select(policy, &entry.labels) == Selection::OutOfScope || entry.id == target.id {
+            continue;
+        }
+        tracing::info!(container = %entry.name, dependency = %target.name, "restarting a dependant");
+        if let Err(e) = engine::restart_container(&env.docker, &entry.id).await {
+            tracing::warn!(container = %entry.name, "cannot restart a dependant: {e}");
+        }
+    }
 }
 
 async fn history_of(env: &JobEnv, id: &str) -> Option<HistoryEntry> {
@@ -496,20 +552,5 @@ mod tests {
         ] {
             assert_eq!(names_container(mode, id, "web"), expected, "{mode}");
         }
-    }
-
-    #[test]
-    fn repo_digest_prefers_the_reference_repository() {
-        let image = ImageDetails {
-            repo_digests: Some(vec![
-                "127.0.0.1:5000/other@sha256:1111111111111111".into(),
-                "127.0.0.1:5000/app@sha256:2222222222222222".into(),
-            ]),
-            ..Default::default()
-        };
-        assert_eq!(repo_digest(&image, "127.0.0.1:5000/app:1.2").as_deref(), Some("sha256:2222222222"));
-        assert_eq!(repo_digest(&image, "127.0.0.1:5000/app").as_deref(), Some("sha256:2222222222"));
-        assert_eq!(repo_digest(&image, "127.0.0.1:5000/nope:1").as_deref(), Some("sha256:1111111111"));
-        assert_eq!(repo_digest(&ImageDetails::default(), "x:1"), None);
     }
 }

@@ -4,10 +4,15 @@
 //! built for many small requests to few hosts: one pooled HTTP client
 //! (http/1.1 and h2), and per registry a memory of what worked — the scheme
 //! (https, or http for insecure registries), the auth challenge, tokens — so
-//! that after the first image a check costs a single round trip. It is also
-//! built to be a polite guest: bounded concurrency per registry and in all,
-//! and a registry that answered 429 or 5xx is left alone until its
-//! `Retry-After` has passed (Docker Hub counts requests against pull limits).
+//! that after the first image a check costs a single round trip. Over TLS
+//! it speaks h2 where the registry offers it (ALPN), so a round's requests
+//! share one connection; http/1.1 registries get a bounded pool of kept-alive
+//! connections. Registries with their own CA are trusted through Docker's
+//! `certs.d` folders (see [`super::tls`]). It is also built to be a polite
+//! guest: the requests in flight per registry follow its answers (AIMD, see
+//! [`super::limit`]: a 429, 5xx or timeout halves them), the total is
+//! bounded too, and a registry that answered 429 or 5xx is left alone until
+//! its `Retry-After` has passed (Docker Hub counts requests against pull limits).
 //!
 //! Credentials and tokens are held in memory only, go out only in
 //! `Authorization` headers marked sensitive, and never appear in errors,
@@ -17,6 +22,7 @@ use std::collections::HashMap;
 use std::error::Error as _;
 use std::fmt;
 use std::io;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,12 +32,16 @@ use reqwest::{Method, Response, StatusCode};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::OnceCell;
 
 use super::challenge::{self, Challenge};
+use super::connect_watch::{self, H2Signal, WatchLayer};
 use super::credentials::{self, Credential, CredentialsError, DockerConfig};
 use super::insecure::InsecureRegistries;
+use super::limit::{Limiter, Permit, Signal, TotalLimit};
+use super::observe::{self, SharedObserver};
 use super::reference::{ImageRef, DOCKER_HUB};
+use super::tls::{self, TlsError};
 
 /// What we accept for a manifest, most specific first: an index (multi-arch)
 /// is what `docker pull` resolves a tag to, so its digest is the one Docker
@@ -46,8 +56,17 @@ const DIGEST_HEADER: &str = "docker-content-digest";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Whole-request limit when the caller sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
-pub const DEFAULT_PER_REGISTRY_CONCURRENCY: usize = 8;
-pub const DEFAULT_TOTAL_CONCURRENCY: usize = 32;
+/// The total cap grows by this much per registry in use (each one's own
+/// limit goes up to [`super::limit::MAX_LIMIT`])…
+const TOTAL_PER_REGISTRY: usize = super::limit::MAX_LIMIT;
+/// …up to this, when nobody set a total.
+const TOTAL_MAX: usize = 256;
+/// Idle connections are kept this long for the next request.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+/// A registry not spoken to for this long gets one request alone before the
+/// others (see `RegistryClient::send`): its connection may be gone, and one
+/// request finds out whether it speaks h2 before the rest would each open one.
+const REPROBE_AFTER: Duration = Duration::from_secs(30);
 /// Wait after a 429 without `Retry-After`.
 const RATE_LIMIT_WAIT: Duration = Duration::from_secs(30);
 /// Waits after repeated 5xx without `Retry-After`: doubling from the first to the last.
@@ -99,6 +118,16 @@ pub enum RegistryError {
     InsecureTokenRealm { registry: String, host: String },
     #[error("cannot set up the registry HTTP client: {0}")]
     Client(String),
+    /// The registry's TLS certificate is not trusted (or it wanted ours).
+    #[error("registry {registry}: TLS certificate problem ({reason}); trust its CA with {certs_dir}/ca.crt or SHIPSHAPE_REGISTRY_CA")]
+    Certificate { registry: String, reason: String, certs_dir: String },
+    /// The registry's certs.d folder can't be used.
+    #[error("registry {registry}: {source}")]
+    Tls {
+        registry: String,
+        #[source]
+        source: TlsError,
+    },
     /// The registry is listed in `SHIPSHAPE_IGNORE_REGISTRIES`: nothing was sent.
     #[error("registry {registry}: not checked (SHIPSHAPE_IGNORE_REGISTRIES)")]
     Ignored { registry: String },
@@ -125,22 +154,31 @@ impl RegistryError {
                 | RegistryError::Server { .. }
                 | RegistryError::Timeout { .. }
                 | RegistryError::Unreachable { .. }
+                | RegistryError::Certificate { .. }
+                | RegistryError::Tls { .. }
         )
     }
 }
 
 /// How a [`RegistryClient`] behaves. `Default` gives no credentials,
-/// loopback-only insecure registries and the documented limits.
+/// loopback-only insecure registries, adaptive limits and Docker's certs.d.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     pub docker_config: DockerConfig,
     pub insecure: InsecureRegistries,
-    /// Requests in flight to one registry at most.
-    pub per_registry_concurrency: usize,
-    /// Requests in flight in all at most.
-    pub total_concurrency: usize,
+    /// A hard ceiling on requests in flight to one registry; below it (or
+    /// below the built-in maximum when `None`) the limit adapts.
+    pub per_registry_concurrency: Option<usize>,
+    /// Requests in flight in all at most; `None`: scales with the registries in use.
+    pub total_concurrency: Option<usize>,
     /// Limit for a whole request (connecting takes at most 5 s of it).
     pub timeout: Duration,
+    /// Docker's per-registry certificate folders: `<certs_d>/<host[:port]>/`.
+    pub certs_d: PathBuf,
+    /// A PEM bundle of CAs trusted for every registry.
+    pub ca_bundle: Option<PathBuf>,
+    /// Told about every answer (the metrics).
+    pub observer: Option<SharedObserver>,
 }
 
 impl Default for ClientOptions {
@@ -148,9 +186,25 @@ impl Default for ClientOptions {
         ClientOptions {
             docker_config: DockerConfig::default(),
             insecure: InsecureRegistries::default(),
-            per_registry_concurrency: DEFAULT_PER_REGISTRY_CONCURRENCY,
-            total_concurrency: DEFAULT_TOTAL_CONCURRENCY,
+            per_registry_concurrency: None,
+            total_concurrency: None,
             timeout: DEFAULT_TIMEOUT,
+            certs_d: PathBuf::from(tls::DEFAULT_CERTS_D),
+            ca_bundle: None,
+            observer: None,
+        }
+    }
+}
+
+impl ClientOptions {
+    /// What `SHIPSHAPE_REGISTRY_CONCURRENCY`, `SHIPSHAPE_CERTS_D` and
+    /// `SHIPSHAPE_REGISTRY_CA` ask for; the rest as [`Default`].
+    pub fn from_args(args: &crate::config::RegistryArgs) -> Self {
+        ClientOptions {
+            per_registry_concurrency: args.registry_concurrency.map(usize::from),
+            certs_d: args.certs_d.clone(),
+            ca_bundle: args.registry_ca.clone(),
+            ..ClientOptions::default()
         }
     }
 }
@@ -163,12 +217,19 @@ pub struct RegistryClient {
 }
 
 struct Inner {
+    /// For every registry without a certs.d folder.
     http: reqwest::Client,
-    docker_config: DockerConfig,
+    docker_config: RwLock<Arc<DockerConfig>>,
     insecure: RwLock<InsecureRegistries>,
-    total: Semaphore,
-    per_registry_concurrency: usize,
+    total: TotalLimit,
+    total_concurrency: Option<usize>,
+    per_registry_concurrency: Option<usize>,
+    timeout: Duration,
+    certs_d: PathBuf,
+    /// `SHIPSHAPE_REGISTRY_CA`, for the clients of registries with a certs.d folder.
+    extra_roots: Vec<reqwest::Certificate>,
     registries: Mutex<HashMap<String, Arc<RegistryState>>>,
+    observer: Option<SharedObserver>,
 }
 
 impl fmt::Debug for RegistryClient {
@@ -260,6 +321,8 @@ struct Memo {
     blocked: Option<Block>,
     /// 5xx answers in a row, for the backoff.
     server_errors: u32,
+    /// When the last request to the registry ended, whatever its outcome.
+    last_contact: Option<Instant>,
 }
 
 /// One registry: its request limit, its credentials (resolved once, on the
@@ -270,13 +333,17 @@ struct RegistryState {
     /// The host that serves its API.
     endpoint: String,
     hub: bool,
-    permits: Semaphore,
+    limiter: Limiter,
+    /// Its own client when its certs.d folder has certificates; the error
+    /// when that folder can't be used.
+    http: Result<Option<reqwest::Client>, TlsError>,
     credential: OnceCell<Option<Credential>>,
     memo: Mutex<Memo>,
-    /// Whether a first request has found out the scheme. The first request
-    /// holds this lock while it runs, so the requests queued behind it use
-    /// its answer instead of each trying https on a plain-http registry.
-    first_request: tokio::sync::Mutex<bool>,
+    /// Held by a request sent alone to a registry not spoken to lately (see
+    /// `RegistryClient::send`), so the requests queued behind it use what it
+    /// learned — the scheme, an open (h2) connection — instead of each trying
+    /// https on a plain-http registry or opening a connection of its own.
+    probe: tokio::sync::Mutex<()>,
 }
 
 /// An `Authorization` value we send, and where it came from.
@@ -357,32 +424,141 @@ impl RegistryState {
     fn forget_token(&self, scope: &str) {
         self.memo().tokens.remove(scope);
     }
+
+    /// Whether the next request should go alone (see `RegistryClient::send`).
+    fn needs_probe(&self) -> bool {
+        self.memo().last_contact.is_none_or(|t| t.elapsed() > REPROBE_AFTER)
+    }
+
+    fn contacted(&self) {
+        self.memo().last_contact = Some(Instant::now());
+    }
+
+    /// A TLS handshake chose h2: the registry speaks https, and its
+    /// connection is ready for every other request.
+    fn speaks_h2(&self) {
+        let mut memo = self.memo();
+        memo.scheme = Some(Scheme::Https);
+        memo.last_contact = Some(Instant::now());
+        drop(memo);
+        tracing::debug!(registry = %self.name, "registry connection speaks h2; the other requests go now");
+    }
+
+    /// Feeds an answer to the registry's limit, logging a change.
+    fn observe(&self, permit: &Permit<'_>, signal: Signal) {
+        if let Some(limit) = permit.observe(signal) {
+            tracing::debug!(registry = %self.name, limit, "registry concurrency limit");
+        }
+    }
+}
+
+/// The HTTP client for registries: h2 by ALPN over TLS (reqwest offers h2
+/// and http/1.1), and for http/1.1 an idle pool per host bounded by the
+/// request limit.
+fn http_client(
+    timeout: Duration,
+    pool: usize,
+    roots: &[reqwest::Certificate],
+    identity: Option<reqwest::Identity>,
+) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("shipshape/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+        .timeout(timeout)
+        .pool_max_idle_per_host(pool)
+        .pool_idle_timeout(POOL_IDLE)
+        .connector_layer(WatchLayer);
+    for root in roots {
+        builder = builder.add_root_certificate(root.clone());
+    }
+    if let Some(identity) = identity {
+        builder = builder.identity(identity);
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
+/// Idle connections kept per host: as many as may be in flight.
+fn pool_size(ceiling: Option<usize>) -> usize {
+    ceiling.unwrap_or(super::limit::MAX_LIMIT).max(1)
 }
 
 impl RegistryClient {
     pub fn new(options: ClientOptions) -> Result<Self, RegistryError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("shipshape/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(CONNECT_TIMEOUT.min(options.timeout))
-            .timeout(options.timeout)
-            .build()
-            .map_err(|e| RegistryError::Client(e.to_string()))?;
-        let permits = |n: usize| n.clamp(1, Semaphore::MAX_PERMITS);
+        let extra_roots = match &options.ca_bundle {
+            Some(path) => tls::read_certificates(path)
+                .map_err(|e| RegistryError::Client(format!("SHIPSHAPE_REGISTRY_CA: {e}")))?,
+            None => Vec::new(),
+        };
+        let pool = pool_size(options.per_registry_concurrency);
+        let http = http_client(options.timeout, pool, &extra_roots, None).map_err(RegistryError::Client)?;
         Ok(RegistryClient {
             inner: Arc::new(Inner {
                 http,
-                docker_config: options.docker_config,
+                docker_config: RwLock::new(Arc::new(options.docker_config)),
                 insecure: RwLock::new(options.insecure),
-                total: Semaphore::new(permits(options.total_concurrency)),
-                per_registry_concurrency: permits(options.per_registry_concurrency),
+                total: TotalLimit::default(),
+                total_concurrency: options.total_concurrency,
+                per_registry_concurrency: options.per_registry_concurrency,
+                timeout: options.timeout,
+                certs_d: options.certs_d,
+                extra_roots,
                 registries: Mutex::new(HashMap::new()),
+                observer: options.observer,
             }),
+        })
+    }
+
+    /// The requests `registry` may have in flight now (its adaptive limit),
+    /// if it was asked anything yet.
+    pub fn concurrency_limit(&self, registry: &str) -> Option<usize> {
+        lock(&self.inner.registries).get(registry).map(|r| r.limiter.limit())
+    }
+
+    /// Every registry asked so far with its current limit, by name.
+    pub fn concurrency_limits(&self) -> Vec<(String, usize)> {
+        let mut all: Vec<(String, usize)> =
+            lock(&self.inner.registries).iter().map(|(name, r)| (name.clone(), r.limiter.limit())).collect();
+        all.sort();
+        all
+    }
+
+    /// The client for a registry: its own when its certs.d folder has
+    /// certificates, else (`None`) the shared one.
+    fn registry_http(&self, name: &str) -> Result<Option<reqwest::Client>, TlsError> {
+        let Some(host) = tls::load_host(&self.inner.certs_d, name)? else {
+            return Ok(None);
+        };
+        if host.roots.is_empty() && host.identity.is_none() {
+            return Ok(None);
+        }
+        tracing::debug!(registry = %name, files = ?host.files, "registry certificates from certs.d");
+        let mut roots = self.inner.extra_roots.clone();
+        roots.extend(host.roots);
+        let pool = pool_size(self.inner.per_registry_concurrency);
+        http_client(self.inner.timeout, pool, &roots, host.identity).map(Some).map_err(|reason| TlsError::File {
+            path: tls::host_dir(&self.inner.certs_d, name).unwrap_or_default().display().to_string(),
+            reason,
+        })
+    }
+
+    /// The total cap: the configured one, or one that grows with the registries in use.
+    fn total_limit(&self) -> usize {
+        self.inner.total_concurrency.unwrap_or_else(|| {
+            let registries = lock(&self.inner.registries).len().max(1);
+            registries.saturating_mul(TOTAL_PER_REGISTRY).min(TOTAL_MAX)
         })
     }
 
     /// Replaces the insecure-registry list (the engine's settings changed).
     pub fn set_insecure(&self, insecure: InsecureRegistries) {
         *self.inner.insecure.write().unwrap_or_else(PoisonError::into_inner) = insecure;
+    }
+
+    /// New credentials (the config file changed): what was learnt with the
+    /// old ones (credentials, tokens) is forgotten, so the next request uses the new.
+    pub fn set_docker_config(&self, config: Arc<DockerConfig>) {
+        *self.inner.docker_config.write().unwrap_or_else(PoisonError::into_inner) = config;
+        self.inner.registries.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
     /// The scheme that last worked for `registry`, if any did yet.
@@ -396,6 +572,11 @@ impl RegistryClient {
     }
 
     fn registry(&self, image: &ImageRef) -> Arc<RegistryState> {
+        if let Some(state) = lock(&self.inner.registries).get(&image.registry) {
+            return state.clone();
+        }
+        // Read outside the lock: it touches the file system.
+        let http = self.registry_http(&image.registry);
         let mut map = lock(&self.inner.registries);
         map.entry(image.registry.clone())
             .or_insert_with(|| {
@@ -403,10 +584,11 @@ impl RegistryClient {
                     name: image.registry.clone(),
                     endpoint: image.registry_endpoint().to_string(),
                     hub: image.registry == DOCKER_HUB,
-                    permits: Semaphore::new(self.inner.per_registry_concurrency),
+                    limiter: Limiter::new(self.inner.per_registry_concurrency),
+                    http,
                     credential: OnceCell::new(),
                     memo: Mutex::new(Memo::default()),
-                    first_request: tokio::sync::Mutex::new(false),
+                    probe: tokio::sync::Mutex::new(()),
                 })
             })
             .clone()
@@ -419,21 +601,22 @@ impl RegistryClient {
     pub async fn remote_digest(&self, image: &ImageRef) -> Result<String, RegistryError> {
         let reg = self.registry(image);
         reg.check_blocked()?;
-        // The semaphores are never closed, so acquiring can't fail.
-        let _all = self.inner.total.acquire().await.ok();
-        let _one = reg.permits.acquire().await.ok();
+        // The registry's own limit first: a task waiting for it holds no
+        // slot of the total that other registries could use.
+        let permit = reg.limiter.acquire().await;
+        let _all = self.inner.total.acquire(|| self.total_limit()).await;
         // Another check may have been told to wait while we queued.
         reg.check_blocked()?;
 
         let path = manifest_path(&image.repository, image.manifest_reference());
-        let head = self.request(&reg, image, Method::HEAD, &path).await?;
+        let head = self.request(&reg, &permit, image, Method::HEAD, &path).await?;
         if let Some(digest) = header_digest(&reg.name, head.headers())? {
             return Ok(digest);
         }
         if !may_get_manifest(image) {
             return Err(RegistryError::MissingDigest { registry: reg.name.clone() });
         }
-        let get = self.request(&reg, image, Method::GET, &path).await?;
+        let get = self.request(&reg, &permit, image, Method::GET, &path).await?;
         if let Some(digest) = header_digest(&reg.name, get.headers())? {
             return Ok(digest);
         }
@@ -446,6 +629,7 @@ impl RegistryClient {
     async fn request(
         &self,
         reg: &RegistryState,
+        permit: &Permit<'_>,
         image: &ImageRef,
         method: Method,
         path: &str,
@@ -455,7 +639,7 @@ impl RegistryClient {
         let mut auth = self.auth_for(reg, &hint, &default_scope, false).await?;
         let mut retried = false;
         loop {
-            let resp = self.send(reg, method.clone(), path, auth.as_ref().map(|a| &a.header)).await?;
+            let resp = self.send(reg, permit, method.clone(), path, auth.as_ref().map(|a| &a.header)).await?;
             if resp.status() != StatusCode::UNAUTHORIZED {
                 return check_status(reg, resp);
             }
@@ -544,7 +728,8 @@ impl RegistryClient {
     async fn credential(&self, reg: &RegistryState) -> Result<Option<Credential>, RegistryError> {
         reg.credential
             .get_or_try_init(|| async {
-                credentials::resolve(&self.inner.docker_config, &reg.name)
+                let config = Arc::clone(&self.inner.docker_config.read().unwrap_or_else(PoisonError::into_inner));
+                credentials::resolve(&config, &reg.name)
                     .await
                     .map_err(|source| RegistryError::Credentials { registry: reg.name.clone(), source })
             })
@@ -579,7 +764,7 @@ impl RegistryClient {
                 return Err(RegistryError::InsecureTokenRealm { registry: reg.name.clone(), host });
             }
         }
-        let http = &self.inner.http;
+        let http = self.http_for(reg)?;
         let request = match credential {
             Some(Credential::IdentityToken(refresh_token)) => {
                 let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token.as_str())];
@@ -595,7 +780,9 @@ impl RegistryClient {
             }
             _ => http.get(challenge::token_url(realm, service, Some(scope))),
         };
-        let resp = request.send().await.map_err(|e| transport_error(&reg.name, &e))?;
+        let resp = request.send().await;
+        observe::report(self.inner.observer.as_ref(), &reg.name, resp.as_ref().map_err(|_| ()));
+        let resp = resp.map_err(|e| transport_error(&reg.name, &e))?;
         let status = resp.status();
         match status.as_u16() {
             200..=299 => {}
@@ -633,45 +820,120 @@ impl RegistryClient {
     async fn send(
         &self,
         reg: &RegistryState,
+        permit: &Permit<'_>,
         method: Method,
         path: &str,
         auth: Option<&HeaderValue>,
     ) -> Result<Response, RegistryError> {
+        let http = self.http_for(reg)?;
         let insecure = !reg.hub && self.is_insecure(&reg.name);
-        let mut _first = None;
-        if reg.memo().scheme.is_none() {
-            let mut done = reg.first_request.lock().await;
-            if !*done {
-                // Only one request ever waits on another: once the first has
-                // ended, whatever its outcome, nobody queues here again.
-                *done = true;
-                _first = Some(done);
+        // A registry not spoken to lately gets one request alone: it learns
+        // the scheme (no failing https attempt per request on a plain-http
+        // registry) and leaves an open connection — with h2 the only one the
+        // round needs. Whatever its outcome, the others then go at once; over
+        // TLS as soon as its handshake has chosen h2 (see `connect_watch`).
+        let mut probe = match reg.needs_probe() {
+            true => {
+                let guard = reg.probe.lock().await;
+                reg.needs_probe().then_some(guard)
             }
-        }
+            false => None,
+        };
         let known = reg.memo().scheme;
         let order = scheme_order(known, insecure);
-        let mut last = None;
-        for (i, scheme) in order.iter().enumerate() {
-            let mut req = self.inner.http.request(method.clone(), registry_url(*scheme, &reg.endpoint, path));
+        let attempt = |scheme: Scheme| {
+            let mut req = http.request(method.clone(), registry_url(scheme, &reg.endpoint, path));
             req = req.header(ACCEPT, MANIFEST_ACCEPT);
             if let Some(auth) = auth {
                 req = req.header(AUTHORIZATION, auth.clone());
             }
-            match req.send().await {
+            let started = Instant::now();
+            async move { (scheme, started, req.send().await) }
+        };
+        // https failed in a way plain http might not (nothing to do with TLS
+        // certificates: a server that showed one speaks TLS, and plain http
+        // would only hide the real problem).
+        let may_fall_back = |e: &reqwest::Error| e.is_connect() && !tls::is_certificate_problem(&describe(e));
+        let run = async {
+            match order {
+                [only] => vec![attempt(*only).await],
+                // An insecure registry not asked yet: https and http at once, so
+                // finding out costs one round trip, not two; https wins if it works.
+                // Never with credentials: they go over http only after https failed.
+                [first, second] if auth.is_none() => {
+                    let (a, b) = (attempt(*first), attempt(*second));
+                    tokio::pin!(a, b);
+                    let final_answer =
+                        |r: &Result<Response, reqwest::Error>| r.as_ref().err().is_none_or(|e| !may_fall_back(e));
+                    tokio::select! {
+                        biased;
+                        ra = &mut a => if final_answer(&ra.2) { vec![ra] } else { vec![ra, b.await] },
+                        rb = &mut b => {
+                            let ra = a.await;
+                            if final_answer(&ra.2) { vec![ra] } else { vec![ra, rb] }
+                        }
+                    }
+                }
+                [first, second] => {
+                    let first = attempt(*first).await;
+                    match &first.2 {
+                        Err(e) if may_fall_back(e) => vec![first, attempt(*second).await],
+                        _ => vec![first],
+                    }
+                }
+                _ => Vec::new(),
+            }
+        };
+        let attempts = if probe.is_some() {
+            let signal = Arc::new(H2Signal::default());
+            let run = connect_watch::watching(signal.clone(), run);
+            tokio::pin!(run);
+            // `run` first: by the time the signal is seen, the connection is
+            // in the pool for the others to share.
+            tokio::select! {
+                biased;
+                attempts = &mut run => attempts,
+                () = signal.h2() => {
+                    reg.speaks_h2();
+                    drop(probe.take());
+                    run.await
+                }
+            }
+        } else {
+            run.await
+        };
+        let count = attempts.len();
+        let mut last = None;
+        for (i, (scheme, started, sent)) in attempts.into_iter().enumerate() {
+            observe::report(self.inner.observer.as_ref(), &reg.name, sent.as_ref().map_err(|_| ()));
+            match sent {
                 Ok(resp) => {
-                    if known != Some(*scheme) {
-                        tracing::debug!(registry = %reg.name, scheme = scheme.as_str(), "registry answers");
-                        reg.memo().scheme = Some(*scheme);
+                    reg.contacted();
+                    let status = resp.status();
+                    let signal = if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                        Signal::Overloaded
+                    } else {
+                        Signal::Answered(started.elapsed())
+                    };
+                    reg.observe(permit, signal);
+                    if known != Some(scheme) {
+                        tracing::debug!(
+                            registry = %reg.name,
+                            scheme = scheme.as_str(),
+                            version = ?resp.version(),
+                            "registry answers"
+                        );
+                        reg.memo().scheme = Some(scheme);
                     }
                     return Ok(resp);
                 }
                 Err(e) => {
-                    let fall_back = i + 1 < order.len() && e.is_connect();
+                    let fall_back = i + 1 < count && may_fall_back(&e);
                     if fall_back {
                         tracing::debug!(
                             registry = %reg.name,
                             error = %describe(&e),
-                            "https failed; trying http (insecure registry)"
+                            "https failed; using http (insecure registry)"
                         );
                     }
                     last = Some(e);
@@ -681,10 +943,35 @@ impl RegistryClient {
                 }
             }
         }
+        reg.contacted();
         Err(match last {
-            Some(e) => transport_error(&reg.name, &e),
+            Some(e) => {
+                if e.is_timeout() {
+                    reg.observe(permit, Signal::Overloaded);
+                }
+                let reason = describe(&e);
+                if e.is_connect() && tls::is_certificate_problem(&reason) {
+                    let certs_dir = tls::host_dir(&self.inner.certs_d, &reg.name).unwrap_or_default();
+                    RegistryError::Certificate {
+                        registry: reg.name.clone(),
+                        reason,
+                        certs_dir: certs_dir.display().to_string(),
+                    }
+                } else {
+                    transport_error(&reg.name, &e)
+                }
+            }
             None => RegistryError::Unreachable { registry: reg.name.clone(), reason: "no scheme to try".into() },
         })
+    }
+
+    /// The registry's own client (certs.d), or the shared one.
+    fn http_for<'a>(&'a self, reg: &'a RegistryState) -> Result<&'a reqwest::Client, RegistryError> {
+        match &reg.http {
+            Ok(Some(http)) => Ok(http),
+            Ok(None) => Ok(&self.inner.http),
+            Err(source) => Err(RegistryError::Tls { registry: reg.name.clone(), source: source.clone() }),
+        }
     }
 }
 

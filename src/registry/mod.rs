@@ -1,9 +1,14 @@
 pub mod challenge;
 pub mod check;
 pub mod client;
+pub mod config_source;
+pub mod connect_watch;
 pub mod credentials;
 pub mod digest;
 pub mod insecure;
+pub mod limit;
 pub mod messages;
+pub mod observe;
 pub mod poller;
 pub mod reference;
+pub mod tls;

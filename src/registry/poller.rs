@@ -3,18 +3,23 @@
 //! every poll interval, and on demand — never two checks of one image at once.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
-use actix::{Actor, ActorStreamExt, AsyncContext, Context, Handler, Message, Recipient, ResponseFuture};
+use actix::{
+    Actor, ActorFutureExt, ActorStreamExt, AsyncContext, Context, Handler, Message, Recipient, ResponseFuture,
+};
 use futures::channel::oneshot;
 use futures::stream::{self, StreamExt};
 
 use super::check::{check_each, merge, CheckOutcome, IgnoredRegistries};
 use super::client::RegistryClient;
+use super::config_source::DockerConfigSource;
 use super::insecure::InsecureRegistries;
 use super::messages::{RemoteChanged, RemoteStates};
 use super::reference::ImageRef;
 use crate::docker::engine::{self, Docker};
+use crate::metrics::Metrics;
 
 /// The distinct references of the running containers, sent whenever the set changes.
 #[derive(Message, Debug)]
@@ -38,6 +43,9 @@ pub struct RegistryPoller {
     results: RemoteStates,
     /// Images being checked, with whoever waits for that check to end.
     in_flight: HashMap<String, Vec<oneshot::Sender<()>>>,
+    /// Re-read before each round, so a later `docker login` counts.
+    docker_config: Option<Arc<DockerConfigSource>>,
+    metrics: Option<Metrics>,
 }
 
 impl RegistryPoller {
@@ -59,7 +67,21 @@ impl RegistryPoller {
             images: Vec::new(),
             results: RemoteStates::new(),
             in_flight: HashMap::new(),
+            docker_config: None,
+            metrics: None,
         }
+    }
+
+    /// Follows the Docker config file: new credentials are used from the next check on.
+    pub fn with_docker_config(mut self, source: Arc<DockerConfigSource>) -> Self {
+        self.docker_config = Some(source);
+        self
+    }
+
+    /// Counts checked images and times each round.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Starts checks of `images` not already in flight; the receivers fire
@@ -85,9 +107,15 @@ impl RegistryPoller {
         let (docker, extra, ignored) = (self.docker.clone(), self.extra_insecure.clone(), self.ignored.clone());
         // The engine decides which registries may be spoken to over plain
         // http; ask it each round so configuration changes are picked up.
+        let docker_config = self.docker_config.clone();
         let refresh_insecure = {
             let client = client.clone();
             async move {
+                if let Some(source) = docker_config {
+                    if let (config, true) = source.current() {
+                        client.set_docker_config(config);
+                    }
+                }
                 match engine::registry_settings(&docker).await {
                     Ok(settings) => client.set_insecure(InsecureRegistries::from_engine(&settings, &extra)),
                     Err(e) => tracing::debug!("engine info unavailable, keeping insecure-registry list: {e}"),
@@ -96,7 +124,16 @@ impl RegistryPoller {
         };
         let outcomes = stream::once(refresh_insecure)
             .flat_map(move |()| check_each(client.clone(), to_check.clone(), ignored.clone()));
-        ctx.spawn(actix::fut::wrap_stream(outcomes).map(|outcome, this: &mut Self, _| this.apply(outcome)).finish());
+        let (started, metrics) = (Instant::now(), self.metrics.clone());
+        ctx.spawn(
+            actix::fut::wrap_stream(outcomes).map(|outcome, this: &mut Self, _| this.apply(outcome)).finish().map(
+                move |(), _, _| {
+                    if let Some(metrics) = metrics {
+                        metrics.check_finished(started.elapsed());
+                    }
+                },
+            ),
+        );
         done
     }
 }
@@ -112,6 +149,9 @@ impl RegistryPoller {
             }
             if let Some(error) = &state.error {
                 tracing::info!(image = %key, "check failed: {error}");
+            }
+            if let Some(metrics) = &self.metrics {
+                metrics.image_checked(state.error.is_none());
             }
         }
         self.results.extend(fresh.clone());

@@ -28,6 +28,11 @@ pub struct Lab {
     pub auth_user: String,
     pub auth_password: String,
     pub base_image: String,
+    /// The TLS registry (`127.0.0.1:port`, h2, the lab's own CA; it serves
+    /// `registry`'s storage), Docker's certs.d layout trusting it, and the CA.
+    pub tls_registry: String,
+    pub certs_d: PathBuf,
+    pub tls_ca: PathBuf,
 }
 
 pub fn lab() -> Lab {
@@ -49,6 +54,9 @@ pub fn lab() -> Lab {
         auth_user: get("LAB_AUTH_USER"),
         auth_password: get("LAB_AUTH_PASSWORD"),
         base_image: get("LAB_BASE_IMAGE"),
+        tls_registry: get("LAB_TLS_REGISTRY"),
+        certs_d: PathBuf::from(get("LAB_CERTS_D")),
+        tls_ca: PathBuf::from(get("LAB_TLS_CA")),
         dir,
     };
     // The one guard that matters most: tests only ever use the private daemon.

@@ -1,5 +1,6 @@
 //! A real registry (Debian's `docker-registry`, distribution 2.8) on a free
-//! 127.0.0.1 port, plain http, storage in a tempdir; killed on drop.
+//! 127.0.0.1 port, plain http (or https: `TestRegistry::start_tls`),
+//! storage in a tempdir; killed on drop.
 //! `stop()` / `restart()` simulate the registry going down and coming back on
 //! the same port with the same storage.
 #![allow(dead_code)]
@@ -23,11 +24,21 @@ pub enum RegistryAuth {
     Token { realm: String, service: String, issuer: String, root_cert_pem_path: PathBuf },
 }
 
+/// https for a [`TestRegistry`]: its certificate and key, and optionally the
+/// CA whose client certificates it demands (mutual TLS).
+#[derive(Debug, Clone)]
+pub struct RegistryTls {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
 pub struct TestRegistry {
     /// `127.0.0.1:port`
     pub addr: String,
     pub port: u16,
     pub auth: RegistryAuth,
+    pub tls: Option<RegistryTls>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -35,13 +46,28 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// Starts the registry and waits until `GET /v2/` answers (200, or 401 with auth).
     pub fn start(auth: RegistryAuth) -> TestRegistry {
+        Self::start_with(auth, None)
+    }
+
+    /// An open registry over https; it is up once it accepts connections.
+    pub fn start_tls(tls: RegistryTls) -> TestRegistry {
+        Self::start_with(RegistryAuth::None, Some(tls))
+    }
+
+    fn start_with(auth: RegistryAuth, tls: Option<RegistryTls>) -> TestRegistry {
         let mut last_log = String::new();
         for _ in 0..8 {
             let dir = tempfile::tempdir().expect("registry tempdir");
             std::fs::create_dir_all(dir.path().join("storage")).expect("storage dir");
             let port = free_port();
-            let mut reg =
-                TestRegistry { addr: format!("127.0.0.1:{port}"), port, auth: auth.clone(), dir, child: None };
+            let mut reg = TestRegistry {
+                addr: format!("127.0.0.1:{port}"),
+                port,
+                auth: auth.clone(),
+                tls: tls.clone(),
+                dir,
+                child: None,
+            };
             reg.write_config();
             match reg.spawn_and_wait() {
                 Ok(()) => return reg,
@@ -143,6 +169,19 @@ health:
             storage = storage.display(),
             addr = self.addr,
         );
+        if let Some(tls) = &self.tls {
+            let client_cas = tls.client_ca.as_ref().map_or(String::new(), |ca| {
+                format!("    clientcas:\n      - {}\n", yaml_str(&ca.display().to_string()))
+            });
+            yml = yml.replace(
+                "health:\n",
+                &format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n{client_cas}health:\n",
+                    yaml_str(&tls.certificate.display().to_string()),
+                    yaml_str(&tls.key.display().to_string()),
+                ),
+            );
+        }
         if let RegistryAuth::Token { realm, service, issuer, root_cert_pem_path } = &self.auth {
             yml.push_str(&format!(
                 "auth:
@@ -187,7 +226,13 @@ health:
                 self.stop();
                 return Err(read_from(&log_path, start_offset));
             }
-            if let Some(code) = v2_status(&self.addr) {
+            if self.tls.is_some() {
+                // No TLS client here: listening means the registry has set up.
+                let sock = ([127, 0, 0, 1], self.port).into();
+                if TcpStream::connect_timeout(&sock, Duration::from_millis(200)).is_ok() {
+                    return Ok(());
+                }
+            } else if let Some(code) = v2_status(&self.addr) {
                 if want.contains(&code) {
                     return Ok(());
                 }
