@@ -11,6 +11,7 @@ use shipshape::docker::model::{
     RestartPolicyNameEnum,
 };
 
+use common::jobs::InternalNetwork;
 use common::{lab, unique, Lab};
 
 async fn docker(lab: &Lab) -> Docker {
@@ -437,41 +438,5 @@ struct VolumeGuard {
 impl Drop for VolumeGuard {
     fn drop(&mut self) {
         let _ = self.lab.docker_output(&["volume", "rm", "-f", &self.name]);
-    }
-}
-
-/// An `--internal` network on a /24 of 198.18.0.0/15 no other network holds.
-struct InternalNetwork {
-    lab: Lab,
-    name: String,
-    /// The first three octets, e.g. `198.19.37`.
-    prefix: String,
-}
-
-impl InternalNetwork {
-    fn create(lab: &Lab, prefix: &str) -> Self {
-        let name = unique(prefix);
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos() as usize)
-            .wrapping_add(std::process::id() as usize);
-        let mut failures = Vec::new();
-        for attempt in 0..40 {
-            let n = seed.wrapping_add(attempt * 97) % 512;
-            let prefix = format!("198.{}.{}", 18 + n / 256, n % 256);
-            let subnet = format!("{prefix}.0/24");
-            let out = lab.docker_output(&["network", "create", "--internal", "--subnet", &subnet, &name]);
-            if out.status.success() {
-                return Self { lab: lab.clone(), name, prefix };
-            }
-            failures.push(String::from_utf8_lossy(&out.stderr).trim().to_string());
-        }
-        panic!("no free /24 in 198.18.0.0/15 for {name}: {failures:?}");
-    }
-}
-
-impl Drop for InternalNetwork {
-    fn drop(&mut self) {
-        let _ = self.lab.docker_output(&["network", "rm", &self.name]);
     }
 }

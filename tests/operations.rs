@@ -508,14 +508,7 @@ async fn a_later_docker_login_is_used_without_a_restart() {
 const PASSWORD: &str = "correct horse battery staple";
 
 async fn login(app: &TestApp) -> String {
-    let resp = common::http_client()
-        .post(app.url("/api/login"))
-        .json(&json!({ "user": "admin", "pass": PASSWORD }))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(resp.status(), StatusCode::OK);
-    common::session_cookie(&resp).0
+    common::session_cookie(&common::login_ok(app, PASSWORD).await).0
 }
 
 async fn images_status(app: &TestApp, cookie: &str) -> StatusCode {

@@ -46,14 +46,7 @@ fn raw(app: &TestApp, method: &str, path: &str, headers: &[&str]) -> (u16, Strin
 }
 
 async fn login_cookie(app: &TestApp) -> String {
-    let resp = common::http_client()
-        .post(app.url("/api/login"))
-        .json(&json!({ "user": "admin", "pass": PASSWORD }))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(resp.status(), StatusCode::OK);
-    common::session_cookie(&resp).0
+    common::session_cookie(&common::login_ok(app, PASSWORD).await).0
 }
 
 #[tokio::test]

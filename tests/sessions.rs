@@ -9,7 +9,6 @@ use common::{lab, spawn_app_with, TestApp};
 use futures::StreamExt;
 use reqwest::header::COOKIE;
 use reqwest::StatusCode;
-use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -20,13 +19,7 @@ const PASSWORD: &str = "correct horse battery staple";
 const TTL_SECS: u64 = 4;
 
 async fn login(app: &TestApp) -> String {
-    let resp = common::http_client()
-        .post(app.url("/api/login"))
-        .json(&json!({ "user": "admin", "pass": PASSWORD }))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = common::login_ok(app, PASSWORD).await;
     let (cookie, header) = common::session_cookie(&resp);
     let max_age = header
         .split(';')

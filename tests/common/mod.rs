@@ -411,6 +411,18 @@ pub fn run_shipshape(lab: &Lab, env: &[(&str, &str)]) -> Output {
     cmd.stdin(Stdio::null()).output().expect("shipshape runs")
 }
 
+/// Logs in as `admin` with `pass`, which must succeed; the answer, for its cookie.
+pub async fn login_ok(app: &TestApp, pass: &str) -> reqwest::Response {
+    let resp = http_client()
+        .post(app.url("/api/login"))
+        .json(&serde_json::json!({ "user": "admin", "pass": pass }))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), reqwest::StatusCode::OK, "login as admin");
+    resp
+}
+
 /// The session cookie a login answer sets: its `name=value` part (to send
 /// back) and the whole `Set-Cookie` header (to check its attributes).
 pub fn session_cookie(resp: &reqwest::Response) -> (String, String) {
