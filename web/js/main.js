@@ -566,7 +566,9 @@ function setupToolbar() {
     if (event.key !== '/' || event.ctrlKey || event.metaKey || event.altKey) return;
     const target = event.target;
     const typing = target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement || target?.isContentEditable;
-    if (typing || state.screen !== 'dash' || document.querySelector('dialog[open]')) return;
+    // The toolbar is there while the list loads too: '/' works from the first paint.
+    const onDashboard = state.screen === 'dash' || state.screen === 'loading';
+    if (typing || !onDashboard || document.querySelector('dialog[open]')) return;
     event.preventDefault();
     search.focus();
     search.select();
