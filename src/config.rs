@@ -31,6 +31,18 @@ pub enum Command {
     /// Ask the running service's `/health` on its loopback (for a container
     /// HEALTHCHECK: no curl in the image); exit 0 when it answers 200, else 1.
     Health(HealthArgs),
+    /// Copy the database into a new file while the service runs (SQLite's
+    /// online backup); exit 1 on any error, never overwriting a file.
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// The service's data directory, holding `shipshape.db`.
+    #[arg(long, env = "SHIPSHAPE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The new file to write (created 0600; an existing file is refused).
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -322,7 +334,7 @@ impl Cli {
         match &self.command {
             Some(Command::Serve(args)) => Some(args),
             None => Some(&self.serve),
-            Some(Command::Check(_) | Command::Health(_)) => None,
+            Some(Command::Check(_) | Command::Health(_) | Command::Backup(_)) => None,
         }
     }
 }

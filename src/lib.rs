@@ -2,6 +2,7 @@
 //! See docs/architecture.md for how the actors fit together.
 
 pub mod auth;
+pub mod backup_command;
 pub mod check_command;
 pub mod config;
 pub mod docker;

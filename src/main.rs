@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 
 use shipshape::config::{CheckArgs, Cli, Command, ServeArgs};
 use shipshape::startup::Application;
-use shipshape::{check_command, health_command};
+use shipshape::{backup_command, check_command, health_command};
 
 type AnyError = Box<dyn std::error::Error>;
 
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     let result = match (&cli.command, cli.serve_args()) {
         (Some(Command::Check(args)), _) => check(args),
         (Some(Command::Health(args)), _) => health_command::run(args).map_err(Into::into),
+        (Some(Command::Backup(args)), _) => backup_command::run(args).map_err(Into::into),
         (_, Some(args)) => actix_web::rt::System::new().block_on(async {
             // Exit from inside the runtime: dropping it with actors alive
             // (a start-up failure after they started) would panic.

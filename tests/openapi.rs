@@ -527,6 +527,9 @@ async fn the_service_answers_as_described() {
     c.expect("post", "/api/check", "/api/check", with(&cookie), 200).await;
     c.expect("get", "/api/engine", "/api/engine", with(&cookie), 200).await;
     c.expect("get", "/api/settings", "/api/settings", with(&cookie), 200).await;
+    let served = c.expect("get", "/api/openapi.yaml", "/api/openapi.yaml", with(&cookie), 200).await;
+    let file = std::fs::read_to_string(Path::new(ROOT).join("docs/openapi.yaml")).expect("docs/openapi.yaml");
+    assert!(served.body == file, "GET /api/openapi.yaml serves docs/openapi.yaml as built");
     c.expect("get", "/metrics", "/metrics", with(&cookie), 200).await;
     let sent = c.expect("post", "/api/notify/test", "/api/notify/test", with(&cookie), 200).await.json();
     assert_eq!(sent.as_array().map(Vec::len), Some(1), "one result per target: {sent}");

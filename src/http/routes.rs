@@ -37,6 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/settings").route(web::get().to(settings)))
                 .service(resource("/ws").route(web::get().to(super::ws::connect)))
                 .service(resource("/notify/test").route(web::post().to(notify_test)))
+                .service(resource("/openapi.yaml").route(web::get().to(openapi)))
                 .default_service(web::to(not_found)),
         )
         .configure(super::static_files::configure)
@@ -45,6 +46,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 async fn health() -> HttpResponse {
     HttpResponse::Ok().finish()
+}
+
+/// The API description, embedded so the binary always serves the one it was
+/// built with (tests/openapi.rs checks that file against the running code).
+const OPENAPI: &str = include_str!("../../docs/openapi.yaml");
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/yaml").body(OPENAPI)
 }
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
