@@ -14,7 +14,9 @@ use futures::StreamExt;
 use super::plan::{self, ApiVersion, PlanInput, RecreatePlan, VerifyOutcome};
 use super::progress::{ProgressAggregator, PullProgress, Stage};
 use crate::docker::engine::{self, Docker};
-use crate::docker::model::{ContainerDetails, ImageDetails, PullAuth, RestartPolicy, RestartPolicyNameEnum};
+use crate::docker::model::{
+    ContainerDetails, ContainerEntry, ImageDetails, PullAuth, RestartPolicy, RestartPolicyNameEnum,
+};
 use crate::docker::DockerError;
 use crate::registry::credentials::{self, Credential, DockerConfig};
 use crate::registry::reference;
@@ -116,12 +118,15 @@ async fn pull_auth(config: &DockerConfig, image_ref: &str) -> Option<PullAuth> {
 /// `container:` modes, which must name the supplier as it is now. One list
 /// call, no inspect.
 pub async fn running_names(env: &JobEnv) -> HashMap<String, String> {
+    engine::running_entries(&env.docker).await.map(|entries| names_of(&entries)).unwrap_or_default()
+}
+
+/// Each container's id and name, mapped to its name.
+pub fn names_of(entries: &[ContainerEntry]) -> HashMap<String, String> {
     let mut map = HashMap::new();
-    if let Ok(entries) = engine::running_entries(&env.docker).await {
-        for c in entries {
-            map.insert(c.id.clone(), c.name.clone());
-            map.insert(c.name.clone(), c.name);
-        }
+    for c in entries {
+        map.insert(c.id.clone(), c.name.clone());
+        map.insert(c.name.clone(), c.name.clone());
     }
     map
 }

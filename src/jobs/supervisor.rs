@@ -424,7 +424,8 @@ async fn recreate_dependents(env: &JobEnv, jobs: &Addr<Jobs>, supplier: &Contain
     if dependents.is_empty() {
         return;
     }
-    let mut map = sequence::running_names(env).await;
+    // The same list call: no second look at the engine.
+    let mut map = sequence::names_of(&running);
     map.insert(supplier.id.clone(), supplier.name.clone());
     map.insert(new_id.to_string(), supplier.name.clone());
     for dependent in dependents {
