@@ -15,7 +15,9 @@ use crate::registry::check::{check_each, merge, IgnoredRegistries};
 use crate::registry::client::{ClientOptions, RegistryClient, RegistryError};
 use crate::registry::credentials::{self, CredentialsError};
 use crate::registry::insecure::{self, InsecureError, InsecureRegistries};
-use crate::registry::messages::RemoteStates;
+use crate::registry::messages::{RemoteStates, TagStates};
+use crate::registry::reference::ImageRef;
+use crate::registry::versions_cache;
 use crate::store::{self, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -66,13 +68,49 @@ pub async fn run(args: &CheckArgs) -> Result<Vec<ImageGroup>, CheckError> {
         };
         client.set_insecure(insecure);
         let ignored = IgnoredRegistries::new(&args.registry.ignore_registries);
-        Ok::<_, CheckError>(check_each(client, images, ignored).collect::<Vec<_>>().await)
+        let outcomes = check_each(client.clone(), images.clone(), ignored).collect::<Vec<_>>().await;
+        let remote = merge(&RemoteStates::new(), outcomes, SystemTime::now());
+        let tags = match args.registry.tags_interval.0 {
+            Some(interval) => versions(&client, &args.data_dir, images, &remote, interval, args.tags).await,
+            None => TagStates::new(),
+        };
+        Ok::<_, CheckError>((remote, tags))
     };
-    let (outcomes, images) = futures::try_join!(checks, async { Ok(engine::local_images(&docker).await?) })?;
-    let remote = merge(&RemoteStates::new(), outcomes, SystemTime::now());
+    let ((remote, tags), images) = futures::try_join!(checks, async { Ok(engine::local_images(&docker).await?) })?;
     let flags = store::read_auto_update(&args.data_dir).unwrap_or_default();
-    let groups = build_groups(&EngineSnapshot { containers, images }, &remote, &flags, &policy);
+    let groups = build_groups(&EngineSnapshot { containers, images }, &remote, &tags, &flags, &policy);
     Ok(without_excluded(&groups))
+}
+
+/// The tag listings for `images`: the service's (or an earlier run's) where
+/// fresh enough, listed now where not. Nothing is written: the database is
+/// the service's.
+async fn versions(
+    client: &RegistryClient,
+    data_dir: &std::path::Path,
+    images: Vec<ImageRef>,
+    remote: &RemoteStates,
+    interval: std::time::Duration,
+    force: bool,
+) -> TagStates {
+    let mut states = versions_cache::decode(store::read_repo_tags(data_dir).unwrap_or_default());
+    let pairs: Vec<(ImageRef, Option<String>)> = images
+        .into_iter()
+        .map(|i| {
+            let digest = remote.get(&i.display_name()).and_then(|s| s.digest.clone());
+            (i, digest)
+        })
+        .collect();
+    let now = versions_cache::now_secs(SystemTime::now());
+    let work = versions_cache::plan(&pairs, &states, &Default::default(), interval, now, force);
+    let refreshed = futures::future::join_all(
+        work.iter().map(|w| versions_cache::refresh(client, w, states.get(&w.repository).cloned(), now)),
+    )
+    .await;
+    for (w, state) in work.iter().zip(refreshed) {
+        states.insert(w.repository.clone(), std::sync::Arc::new(state));
+    }
+    states
 }
 
 /// A client that works and the running containers it listed. Speaks the API
@@ -93,23 +131,28 @@ async fn first_contact(docker_host: Option<&str>) -> Result<(Docker, HashMap<Str
 
 /// A plain table: one row per container, then the errors behind unknown statuses.
 pub fn table(groups: &[ImageGroup]) -> String {
-    let rows: Vec<[String; 5]> = groups
+    let name = |v: Option<serde_json::Value>| v.and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    let rows: Vec<[String; 7]> = groups
         .iter()
         .flat_map(|g| {
+            let (version, kind) = (version_column(g), name(serde_json::to_value(g.versions.update_kind).ok()));
             g.containers.iter().map(move |c| {
                 [
                     g.image.clone(),
                     c.container_name.clone(),
-                    serde_json::to_value(c.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                    name(serde_json::to_value(c.status).ok()),
                     c.local_digest.clone(),
                     g.remote_digest.clone(),
+                    version.clone(),
+                    kind.clone(),
                 ]
             })
         })
         .collect();
-    let header = ["IMAGE", "CONTAINER", "STATUS", "LOCAL", "REMOTE"].map(String::from);
-    let widths: Vec<usize> =
-        (0..5).map(|i| rows.iter().chain([&header]).map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let header = ["IMAGE", "CONTAINER", "STATUS", "LOCAL", "REMOTE", "VERSION", "KIND"].map(String::from);
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().chain([&header]).map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for row in [&header].into_iter().chain(rows.iter()) {
         let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
@@ -138,6 +181,20 @@ pub fn table(groups: &[ImageGroup]) -> String {
     out
 }
 
+/// `current → newest` (`1.0.0 → 2.0.0`; for `latest`, the versions its
+/// digests are: `1.1.0 → 1.1.1`), or just the current version.
+fn version_column(g: &ImageGroup) -> String {
+    let v = &g.versions;
+    let newest =
+        [&v.newer.major, &v.newer.minor, &v.newer.patch].into_iter().flatten().next().or(v.latest_version.as_ref());
+    match (&v.version, newest) {
+        (Some(current), Some(newest)) if current != newest => format!("{current} → {newest}"),
+        (Some(current), _) => current.clone(),
+        (None, Some(newest)) => format!("? → {newest}"),
+        (None, None) => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +215,7 @@ mod tests {
                     auto_update: false,
                     excluded: false,
                     monitor_only: false,
+                    update_policy: Default::default(),
                 },
                 ContainerItem {
                     container_id: "b".repeat(12),
@@ -167,15 +225,27 @@ mod tests {
                     auto_update: true,
                     excluded: false,
                     monitor_only: false,
+                    update_policy: Default::default(),
                 },
             ],
             checked_at: None,
             error: Some("registry x: 429 rate limited".into()),
+            versions: crate::inventory::view::VersionFields {
+                version: Some("1.0.0".into()),
+                newer: crate::registry::versions::Newer {
+                    patch: Some("1.0.1".into()),
+                    minor: None,
+                    major: Some("2.0.0".into()),
+                },
+                update_kind: Some(crate::registry::versions::UpdateKind::Major),
+                ..Default::default()
+            },
         }];
         let text = table(&groups);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("IMAGE"));
         assert!(lines[1].contains("web") && lines[1].contains("outdated"));
+        assert!(lines[1].ends_with("1.0.0 → 2.0.0  major"), "{}", lines[1]);
         assert!(lines[2].contains("web2") && lines[2].contains("uptodate"));
         assert_eq!(lines[3], "nginx:latest: registry x: 429 rate limited");
         assert_eq!(lines[4], "2 containers: 1 up to date, 1 outdated, 0 unknown");

@@ -60,7 +60,11 @@ pub struct CheckArgs {
     /// Print the `GET /api/images` JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Data directory whose auto-update flags to show (read only; optional).
+    /// List every repository's tags now, even those listed less than
+    /// `SHIPSHAPE_TAGS_INTERVAL` ago (by the service or an earlier check).
+    #[arg(long)]
+    pub tags: bool,
+    /// Data directory whose auto-update flags and tag listings to use (read only; optional).
     #[arg(long, env = "SHIPSHAPE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
     #[command(flatten)]
@@ -116,6 +120,21 @@ pub struct RegistryArgs {
     /// A PEM bundle of CA certificates trusted for every registry.
     #[arg(long, env = "SHIPSHAPE_REGISTRY_CA")]
     pub registry_ca: Option<PathBuf>,
+    /// How often each repository's tags are listed for version data
+    /// (`1.2.3 → 1.3.0`), e.g. `24h`; `off` turns versions off.
+    #[arg(long, env = "SHIPSHAPE_TAGS_INTERVAL", default_value = "24h", value_parser = parse_tags_interval)]
+    pub tags_interval: TagsInterval,
+}
+
+/// `SHIPSHAPE_TAGS_INTERVAL`: `None` is `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagsInterval(pub Option<Duration>);
+
+fn parse_tags_interval(s: &str) -> Result<TagsInterval, String> {
+    match s.trim() {
+        "off" | "0" => Ok(TagsInterval(None)),
+        other => parse_interval(other).map(|d| TagsInterval(Some(d))),
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -429,5 +448,10 @@ mod tests {
         let cli = Cli::try_parse_from(["shipshape", "serve", "--poll-interval", "3s"]).expect("parse");
         assert_eq!(cli.serve_args().map(|a| a.poll_interval), Some(Duration::from_secs(3)));
         assert!(Cli::try_parse_from(["shipshape", "--poll-interval", "x"]).is_err());
+        let tags =
+            |v: &str| Cli::try_parse_from(["shipshape", "--tags-interval", v]).map(|c| c.serve.registry.tags_interval);
+        assert_eq!(tags("off").ok(), Some(TagsInterval(None)));
+        assert_eq!(tags("2h").ok(), Some(TagsInterval(Some(Duration::from_secs(7200)))));
+        assert!(tags("soon").is_err());
     }
 }

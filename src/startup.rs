@@ -23,8 +23,9 @@ use crate::registry::client::{ClientOptions, RegistryClient};
 use crate::registry::config_source::DockerConfigSource;
 use crate::registry::credentials::DockerConfig;
 use crate::registry::insecure;
-use crate::registry::poller::RegistryPoller;
-use crate::store::{self, LoadAutoUpdate, SqliteSessionStore, Store, SweepSessions, UnfinishedJobs};
+use crate::registry::poller::{RegistryPoller, VersionsWiring};
+use crate::registry::versions_cache;
+use crate::store::{self, LoadAutoUpdate, LoadRepoTags, SqliteSessionStore, Store, SweepSessions, UnfinishedJobs};
 
 /// How often expired sessions are deleted and idle login-limiter entries forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -54,6 +55,7 @@ impl Application {
         let conn = store::open(&args.data_dir)?;
         let store = Store::start(conn, args.data_dir.clone());
         let auto_update = store.send(LoadAutoUpdate).await??;
+        let kept_tags = versions_cache::decode(store.send(LoadRepoTags).await??);
         let docker = engine::client(args.engine.docker_host.as_deref())?;
 
         let credentials = if args.auth.enabled {
@@ -117,6 +119,13 @@ impl Application {
         )
         .with_docker_config(docker_config)
         .with_metrics(metrics.clone())
+        .with_versions(VersionsWiring {
+            interval: args.registry.tags_interval.0,
+            initial: kept_tags,
+            tags_to: inventory_ctx.address().recipient(),
+            round_done: inventory_ctx.address().recipient(),
+            keep: store.clone().recipient(),
+        })
         .start();
         let (inventory, view) =
             Inventory::new(auto_update, store.clone(), poller.clone().recipient(), jobs.clone().recipient());

@@ -558,6 +558,13 @@ async fn the_service_answers_as_described() {
     let group = format!("/api/groups/{}/update", monitored_image.replace('/', "%2F"));
     c.expect("post", "/api/groups/{image}/update", &group, with(&cookie), 409).await;
     c.expect("post", "/api/groups/{image}/update", "/api/groups/nowhere%3A1/update", with(&cookie), 404).await;
+    // A tag nobody offers: the reason, and nothing starts.
+    let group = format!("/api/groups/{}/update", lab.base_image.replace('/', "%2F"));
+    let body = Some(r#"{"tag":"99.0"}"#.to_string());
+    let json = Some("application/json");
+    let bad =
+        c.expect("post", "/api/groups/{image}/update", &group, Req { body, content_type: json, ..with(&cookie) }, 400);
+    assert!(bad.await.body.contains("not offered"));
 
     // The websocket: every message it sends is described; an update that
     // finds nothing new runs through progress and history.

@@ -19,8 +19,9 @@ use futures::stream::{self, Stream, StreamExt};
 pub use bollard::Docker;
 
 use super::model::{
-    is_image_id_reference, strip_name, Container, ContainerCreateBody, ContainerDetails, ContainerEntry,
-    EndpointSettings, EngineSnapshot, Image, ImageDetails, PullAuth, PullEvent, RegistrySettings, RestartPolicy,
+    is_image_id_reference, release_labels, strip_name, Container, ContainerCreateBody, ContainerDetails,
+    ContainerEntry, EndpointSettings, EngineSnapshot, Image, ImageDetails, PullAuth, PullEvent, RegistrySettings,
+    RestartPolicy,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -168,7 +169,13 @@ pub async fn running_containers(docker: &Docker) -> Result<HashMap<String, Conta
 pub async fn local_images(docker: &Docker) -> Result<HashMap<String, Image>, DockerError> {
     let images =
         docker.list_images(Some(ListImagesOptions { all: false, digests: true, ..Default::default() })).await?;
-    Ok(images.into_iter().map(|i| (i.id.clone(), Image { id: i.id, repo_digests: i.repo_digests })).collect())
+    Ok(images
+        .into_iter()
+        .map(|i| {
+            let labels = release_labels(Some(i.labels));
+            (i.id.clone(), Image { id: i.id, repo_digests: i.repo_digests, labels })
+        })
+        .collect())
 }
 
 /// A container if it exists and is running (paused counts: `docker ps` shows it).
@@ -197,7 +204,10 @@ pub async fn container(docker: &Docker, id: &str) -> Result<Option<Container>, D
 /// An image by id or reference, or `None` when it no longer exists.
 pub async fn image(docker: &Docker, id_or_ref: &str) -> Result<Option<Image>, DockerError> {
     match docker.inspect_image(id_or_ref).await {
-        Ok(i) => Ok(i.id.map(|id| Image { id, repo_digests: i.repo_digests.unwrap_or_default() })),
+        Ok(i) => {
+            let labels = release_labels(i.config.and_then(|c| c.labels));
+            Ok(i.id.map(|id| Image { id, repo_digests: i.repo_digests.unwrap_or_default(), labels }))
+        }
         Err(e) if is_not_found(&e) => Ok(None),
         Err(e) => Err(e.into()),
     }

@@ -37,6 +37,18 @@ pub struct Container {
 pub struct Image {
     pub id: String,
     pub repo_digests: Vec<String>,
+    /// Only the labels that say where the image's source and release notes
+    /// live ([`RELEASE_LABELS`]): the snapshot is kept for every image, so
+    /// the rest are not.
+    pub labels: HashMap<String, String>,
+}
+
+/// Image labels kept in the snapshot.
+pub const RELEASE_LABELS: [&str; 2] = ["org.opencontainers.image.source", "org.opencontainers.image.url"];
+
+/// The labels of `all` worth keeping for an image.
+pub fn release_labels(all: Option<HashMap<String, String>>) -> HashMap<String, String> {
+    all.unwrap_or_default().into_iter().filter(|(k, _)| RELEASE_LABELS.contains(&k.as_str())).collect()
 }
 
 /// The engine state the watcher maintains and hands to the inventory.

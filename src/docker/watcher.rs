@@ -265,7 +265,7 @@ mod tests {
         assert!(apply(&mut s, EngineChange::UpsertContainer(container("a", "renamed"))));
         assert!(apply(&mut s, EngineChange::RemoveContainer("a".into())));
         assert!(!apply(&mut s, EngineChange::RemoveContainer("a".into())));
-        let image = Image { id: "sha256:1".into(), repo_digests: vec![] };
+        let image = Image { id: "sha256:1".into(), ..Default::default() };
         assert!(apply(&mut s, EngineChange::UpsertImage(image.clone())));
         let same = s.clone();
         assert!(!apply(&mut s, EngineChange::Replace(same)));

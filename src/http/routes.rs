@@ -6,10 +6,12 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::AppState;
+use crate::inventory::view::ImageGroup;
 use crate::inventory::{CurrentView, FindContainer, ToggleAutoUpdate};
 use crate::jobs::supervisor::{GetProgress, StartUpdate};
 use crate::notify::SendTest;
 use crate::registry::poller::CheckNow;
+use crate::registry::reference;
 use crate::store::History;
 
 /// Public routes first; everything else under `/api` lives in one scope
@@ -98,9 +100,20 @@ async fn notify_test(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     Ok(HttpResponse::Ok().json(results))
 }
 
-/// Runs a registry check of every image now and answers the fresh view.
-async fn check_now(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.poller.send(CheckNow).await?;
+#[derive(serde::Deserialize)]
+struct CheckQuery {
+    tags: Option<String>,
+}
+
+/// Runs a registry check of every image now and answers the fresh view;
+/// with `?tags=1` every repository's tags are listed again too.
+async fn check_now(query: web::Query<CheckQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let tags = match query.tags.as_deref() {
+        None | Some("0" | "false") => false,
+        Some("1" | "true") => true,
+        Some(_) => return Err(ApiError::BadRequest("tags must be 1 or 0".into())),
+    };
+    state.poller.send(CheckNow { tags }).await?;
     let view = state.inventory.send(CurrentView).await?;
     Ok(HttpResponse::Ok().content_type("application/json").body(view.json.clone()))
 }
@@ -140,7 +153,11 @@ pub fn parse_container_path(tail: &str) -> Result<(&str, Action), ApiError> {
     Ok((id, action))
 }
 
-async fn container_action(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn container_action(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let tail = req.match_info().get("tail").unwrap_or_default();
     let (id, action) = parse_container_path(tail)?;
     if req.method() != action.method() {
@@ -163,8 +180,15 @@ async fn container_action(req: HttpRequest, state: web::Data<AppState>) -> Resul
                 .send(FindContainer { container_id: id.to_string() })
                 .await?
                 .ok_or(ApiError::ContainerNotFound)?;
-            let image_ref = container.image_ref.clone();
-            state.jobs.send(StartUpdate { targets: vec![container], image_ref, automatic: false }).await??;
+            let to_tag = requested_tag(&body)?;
+            if let Some(tag) = &to_tag {
+                let view = state.view.borrow();
+                let short: String = container.id.chars().take(12).collect();
+                let group = view.groups.iter().find(|g| g.containers.iter().any(|c| c.container_id == short));
+                offered(group, tag)?;
+            }
+            let image_ref = retagged(&container.image_ref, to_tag.as_deref());
+            state.jobs.send(StartUpdate { targets: vec![container], image_ref, automatic: false, to_tag }).await??;
             Ok(updating())
         }
         Action::Progress => {
@@ -187,12 +211,60 @@ fn updating() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "updating" }))
 }
 
+/// The optional body of an update: `{"tag":"1.26.2"}` moves to that tag.
+/// No body (the contract's form) keeps the tag.
+fn requested_tag(body: &[u8]) -> Result<Option<String>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct UpdateBody {
+        tag: Option<String>,
+    }
+    let parsed: UpdateBody =
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+    Ok(parsed.tag)
+}
+
+/// A tag may only be chosen from what the group is offered: the check
+/// decided it is newer and of the same kind of tag.
+fn offered(group: Option<&ImageGroup>, tag: &str) -> Result<(), ApiError> {
+    let group = group.ok_or(ApiError::ContainerNotFound)?;
+    if group.versions.newer.offers(tag) {
+        return Ok(());
+    }
+    let newer = &group.versions.newer;
+    let offers: Vec<String> = [("patch", &newer.patch), ("minor", &newer.minor), ("major", &newer.major)]
+        .into_iter()
+        .filter_map(|(kind, t)| t.as_ref().map(|t| format!("{t} ({kind})")))
+        .collect();
+    let tag: String = tag.chars().take(128).collect();
+    Err(ApiError::BadRequest(if offers.is_empty() {
+        format!("tag {tag:?} is not offered: no newer version of {} is known", group.image)
+    } else {
+        format!("tag {tag:?} is not offered for {}; newer: {}", group.image, offers.join(", "))
+    }))
+}
+
+fn retagged(image_ref: &str, tag: Option<&str>) -> String {
+    tag.map_or_else(|| image_ref.to_string(), |t| reference::with_tag(image_ref, t))
+}
+
 /// `{image}` is only ever compared with the view's group names.
-async fn update_group(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn update_group(
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let image = path.into_inner();
+    let to_tag = requested_tag(&body)?;
     let ids: Vec<String> = {
         let view = state.view.borrow();
         let group = view.groups.iter().find(|g| g.image == image).ok_or(ApiError::GroupNotFound)?;
+        if let Some(tag) = &to_tag {
+            offered(Some(group), tag)?;
+        }
         // Excluded containers are not the group's to update; monitor-only
         // ones go along so that the history says they were skipped.
         group.containers.iter().filter(|c| !c.excluded).map(|c| c.container_id.clone()).collect()
@@ -203,8 +275,9 @@ async fn update_group(path: web::Path<String>, state: web::Data<AppState>) -> Re
             targets.push(container);
         }
     }
-    let image_ref = targets.first().map(|c| c.image_ref.clone()).ok_or(ApiError::GroupNotFound)?;
-    state.jobs.send(StartUpdate { targets, image_ref, automatic: false }).await??;
+    let image_ref =
+        targets.first().map(|c| retagged(&c.image_ref, to_tag.as_deref())).ok_or(ApiError::GroupNotFound)?;
+    state.jobs.send(StartUpdate { targets, image_ref, automatic: false, to_tag }).await??;
     Ok(updating())
 }
 

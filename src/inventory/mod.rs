@@ -20,8 +20,9 @@ use tokio::sync::watch;
 use crate::docker::model::{Container, EngineSnapshot};
 use crate::docker::watcher::EngineChanged;
 use crate::jobs::supervisor::StartUpdate;
-use crate::registry::messages::{RemoteChanged, RemoteStates};
-use crate::registry::poller::ImagesSeen;
+use crate::registry::messages::{RemoteChanged, RemoteStates, TagStates, TagsChanged};
+use crate::registry::poller::{ImagesSeen, RoundDone};
+use crate::registry::reference;
 use crate::store::{SetAutoUpdate, Store, StoreError};
 use scope::{Policy, Selection};
 use view::{build_groups, references, without_excluded, ImageGroup};
@@ -100,6 +101,7 @@ pub struct CurrentView;
 pub struct Inventory {
     engine: Arc<EngineSnapshot>,
     remote: RemoteStates,
+    tags: TagStates,
     auto_update: HashMap<String, bool>,
     store: Addr<Store>,
     poller: Recipient<ImagesSeen>,
@@ -124,6 +126,7 @@ impl Inventory {
         let inventory = Self {
             engine: Arc::default(),
             remote: RemoteStates::new(),
+            tags: TagStates::new(),
             auto_update,
             store,
             poller,
@@ -172,7 +175,7 @@ impl Inventory {
 
     fn publish(&mut self) {
         self.last_publish = Some(Instant::now());
-        let groups = build_groups(&self.engine, &self.remote, &self.auto_update, &self.policy);
+        let groups = build_groups(&self.engine, &self.remote, &self.tags, &self.auto_update, &self.policy);
         self.publisher.send_if_modified(|current| {
             if current.groups == groups {
                 return false;
@@ -197,18 +200,35 @@ impl Inventory {
             tracing::debug!("outside the update window: no automatic update starts");
             return;
         }
-        let groups = build_groups(&self.engine, &self.remote, &self.auto_update, &self.policy);
+        let groups = build_groups(&self.engine, &self.remote, &self.tags, &self.auto_update, &self.policy);
         let mut updates: Vec<StartUpdate> = Vec::new();
         for group in groups.iter().filter(|g| checked.contains(&g.image)) {
-            let targets: Vec<Container> = group
-                .containers
-                .iter()
-                .filter(|c| c.auto_update && !c.excluded && !c.monitor_only && c.status == view::Status::Outdated)
-                .filter_map(|c| self.find(&c.container_id).cloned())
-                .collect();
-            let Some(image_ref) = targets.first().map(|c| c.image_ref.clone()) else { continue };
-            tracing::info!(image = %group.image, containers = targets.len(), "auto-update");
-            updates.push(StartUpdate { targets: scope::order_containers(targets), image_ref, automatic: true });
+            // Each container goes as far as its policy lets it: the newest
+            // allowed tag, else its own tag's new digest. One update per target tag.
+            let mut by_tag: std::collections::BTreeMap<Option<String>, Vec<Container>> = Default::default();
+            for item in group.containers.iter().filter(|c| c.auto_update && !c.excluded && !c.monitor_only) {
+                let to_tag = group.versions.newer.for_policy(item.update_policy).map(String::from);
+                if to_tag.is_none() && item.status != view::Status::Outdated {
+                    continue;
+                }
+                if let Some(container) = self.find(&item.container_id) {
+                    by_tag.entry(to_tag).or_default().push(container.clone());
+                }
+            }
+            for (to_tag, targets) in by_tag {
+                let Some(first) = targets.first() else { continue };
+                let image_ref = match &to_tag {
+                    Some(tag) => reference::with_tag(&first.image_ref, tag),
+                    None => first.image_ref.clone(),
+                };
+                tracing::info!(image = %group.image, to = %image_ref, containers = targets.len(), "auto-update");
+                updates.push(StartUpdate {
+                    targets: scope::order_containers(targets),
+                    image_ref,
+                    automatic: true,
+                    to_tag,
+                });
+            }
         }
         // Order the updates by where their first container comes in the
         // dependency order of all of them.
@@ -277,10 +297,26 @@ impl Handler<EngineChanged> for Inventory {
 impl Handler<RemoteChanged> for Inventory {
     type Result = ();
     fn handle(&mut self, RemoteChanged(states): RemoteChanged, ctx: &mut Context<Self>) {
-        let checked: Vec<String> = states.keys().cloned().collect();
         self.remote.extend(states);
-        self.start_auto_updates(&checked);
         self.changed(ctx);
+    }
+}
+
+impl Handler<TagsChanged> for Inventory {
+    type Result = ();
+    fn handle(&mut self, TagsChanged(states): TagsChanged, ctx: &mut Context<Self>) {
+        self.tags.extend(states);
+        self.changed(ctx);
+    }
+}
+
+/// Automatic updates start when a round has ended, with both its digests
+/// and its tags known: a container whose policy allows a newer tag is not
+/// first updated on its old tag's digest.
+impl Handler<RoundDone> for Inventory {
+    type Result = ();
+    fn handle(&mut self, RoundDone(checked): RoundDone, _: &mut Context<Self>) {
+        self.start_auto_updates(&checked);
     }
 }
 

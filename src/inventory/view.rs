@@ -8,8 +8,9 @@ use serde::Serialize;
 use super::scope::{self, Policy, Selection};
 use crate::docker::model::{is_image_id_reference, Container, EngineSnapshot};
 use crate::registry::digest::{repo_digests_for, shorten};
-use crate::registry::messages::RemoteStates;
+use crate::registry::messages::{RemoteStates, RepoTags, TagStates};
 use crate::registry::reference::{self, ImageRef};
+use crate::registry::versions::{self, Newer, UpdateKind, UpdatePolicy, Version};
 
 pub const UNKNOWN: &str = "unknown";
 
@@ -35,6 +36,23 @@ pub struct ContainerItem {
     /// Checked and shown, never updated (a `monitor-only` label).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub monitor_only: bool,
+    /// How far automatic updates may move it (label `shipshape.update`);
+    /// left out for the default, `digest` (same tag only).
+    #[serde(skip_serializing_if = "is_digest_policy", serialize_with = "policy_name")]
+    pub update_policy: UpdatePolicy,
+}
+
+fn is_digest_policy(p: &UpdatePolicy) -> bool {
+    *p == UpdatePolicy::Digest
+}
+
+fn policy_name<S: serde::Serializer>(p: &UpdatePolicy, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match p {
+        UpdatePolicy::Digest => "digest",
+        UpdatePolicy::Patch => "patch",
+        UpdatePolicy::Minor => "minor",
+        UpdatePolicy::Major => "major",
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,6 +65,70 @@ pub struct ImageGroup {
     pub checked_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    #[serde(flatten)]
+    pub versions: VersionFields,
+}
+
+/// What the tag listing says about a group (see docs/api.md, "Versions").
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct VersionFields {
+    /// The version the containers run: their tag when it is a version,
+    /// else the version tag known to have their digest (`latest` = `1.27.3`).
+    pub version: Option<String>,
+    /// The newest tag of each kind the containers could move to.
+    pub newer: Newer,
+    /// The biggest change on offer: a newer tag's kind, or `digest` when
+    /// only the tag's own digest moved.
+    pub update_kind: Option<UpdateKind>,
+    pub release_notes: Option<String>,
+    /// For a non-version tag: the version it points to now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latest_version: Option<String>,
+    /// Why there is no version data (the registry refused to list tags).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub versions_error: Option<String>,
+}
+
+/// A group's version fields from its reference, its repository's tag
+/// listing, the digest its (first outdated, else first) container runs and
+/// the one the registry has for its tag now.
+pub fn version_fields(
+    image: &ImageRef,
+    tags: Option<&RepoTags>,
+    local: Option<&str>,
+    remote: Option<&str>,
+    outdated: bool,
+) -> VersionFields {
+    let tag = image.tag.as_deref().filter(|_| !image.is_pinned());
+    let is_version = tag.and_then(Version::parse).is_some();
+    let tag_of = |digest: Option<&str>| tags.zip(digest).and_then(|(t, d)| t.tag_of(d)).map(String::from);
+    let mut fields = VersionFields { versions_error: tags.and_then(|t| t.error.clone()), ..Default::default() };
+    match tag {
+        None => fields.version = image.tag.clone().filter(|t| Version::parse(t).is_some()),
+        Some(tag) if is_version => {
+            fields.version = Some(tag.to_string());
+            fields.newer = match (tags, Version::parse(tag)) {
+                (Some(t), Some(current)) if t.parsed.0.len() == t.tags.len() => {
+                    versions::newer_in(&current, &t.parsed.0)
+                }
+                (Some(t), _) => versions::newer(tag, &t.tags),
+                (None, _) => Newer::default(),
+            };
+            fields.update_kind = fields.newer.largest().or(outdated.then_some(UpdateKind::Digest));
+        }
+        Some(_) => {
+            fields.version = tag_of(local);
+            fields.latest_version = tag_of(remote);
+            fields.update_kind = outdated.then(|| {
+                match (&fields.version, &fields.latest_version) {
+                    (Some(from), Some(to)) => versions::kind_between(from, to),
+                    _ => None,
+                }
+                .unwrap_or(UpdateKind::Digest)
+            });
+        }
+    }
+    fields
 }
 
 /// One container's status: a digest pin can only match or be unknown, never
@@ -110,6 +192,7 @@ pub fn references<'a>(containers: impl IntoIterator<Item = &'a Container>, polic
 pub fn build_groups(
     snapshot: &EngineSnapshot,
     remote: &RemoteStates,
+    tags: &TagStates,
     auto_update: &HashMap<String, bool>,
     policy: &Policy,
 ) -> Vec<ImageGroup> {
@@ -138,6 +221,7 @@ pub fn build_groups(
             let state = remote.get(&image);
             let remote_digest = state.and_then(|s| s.digest.as_deref());
             let pinned = pending.parsed.as_ref().is_some_and(ImageRef::is_pinned);
+            let mut locals: Vec<(Option<String>, Status)> = Vec::new();
             let mut containers: Vec<ContainerItem> = pending
                 .members
                 .iter()
@@ -152,22 +236,41 @@ pub fn build_groups(
                         all.find(|d| Some(d.as_str()) == remote_digest).or(first)
                     });
                     let selection = scope::select(policy, &c.labels);
+                    let status = container_status(local.as_deref(), remote_digest, pinned);
+                    let local_digest = local.as_deref().map_or_else(|| UNKNOWN.into(), shorten);
+                    locals.push((local, status));
                     ContainerItem {
                         container_id: c.id.chars().take(12).collect(),
                         container_name: c.name.clone(),
-                        local_digest: local.as_deref().map_or_else(|| UNKNOWN.into(), shorten),
-                        status: container_status(local.as_deref(), remote_digest, pinned),
+                        local_digest,
+                        status,
                         auto_update: auto_update
                             .get(&c.name)
                             .copied()
                             .unwrap_or_else(|| scope::auto_update_default(&c.labels)),
                         excluded: selection == Selection::Excluded,
                         monitor_only: selection == Selection::MonitorOnly,
+                        update_policy: UpdatePolicy::from_labels(&c.labels).unwrap_or_default(),
                     }
                 })
                 .collect();
             containers.sort_by(|a, b| a.container_name.cmp(&b.container_name));
             let status = group_status(containers.iter().filter(|c| !c.excluded).map(|c| c.status));
+            let versions = pending.parsed.as_ref().map_or_else(VersionFields::default, |r| {
+                let first_outdated = locals.iter().find(|(_, s)| *s == Status::Outdated).or(locals.first());
+                let mut fields = version_fields(
+                    r,
+                    tags.get(&r.repository_key()).map(|t| &**t),
+                    first_outdated.and_then(|(l, _)| l.as_deref()),
+                    remote_digest,
+                    status == Status::Outdated || status == Status::Partial,
+                );
+                fields.release_notes = pending.members.first().and_then(|c| {
+                    let image_labels = snapshot.images.get(&c.image_id).map(|i| &i.labels);
+                    versions::release_notes(&c.labels, image_labels.unwrap_or(&HashMap::new()))
+                });
+                fields
+            });
             ImageGroup {
                 image,
                 remote_digest: remote_digest.map_or_else(|| UNKNOWN.into(), shorten),
@@ -175,6 +278,7 @@ pub fn build_groups(
                 containers,
                 checked_at: state.and_then(|s| s.checked_at.clone()),
                 error: state.and_then(|s| s.error.clone()),
+                versions,
             }
         })
         .collect()
@@ -201,6 +305,60 @@ mod tests {
 
     const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    #[test]
+    fn version_fields_table() {
+        type Expected<'a> = (Option<&'a str>, &'a str, Option<UpdateKind>, Option<&'a str>);
+        let tags = RepoTags {
+            tags: ["2.0.0", "1.1.0", "1.0.1", "1.0.0"].map(String::from).to_vec(),
+            digest_tags: vec![(A.into(), "1.0.0".into()), (B.into(), "1.1.0".into())],
+            ..Default::default()
+        }
+        .parse_tags();
+        let unparsed = RepoTags { parsed: Default::default(), ..tags.clone() };
+        let with_error = RepoTags { error: Some("tag listing: 401".into()), ..Default::default() };
+        let kind = |k: &str| serde_json::from_value::<Option<UpdateKind>>(serde_json::json!(k)).expect("kind");
+        // (reference, tags, local, remote, outdated) → (version, newer as JSON, update_kind, latest_version, error)
+        #[allow(clippy::type_complexity)]
+        let cases: [(&str, Option<&RepoTags>, Option<&str>, Option<&str>, bool, Expected); 9] = [
+            (
+                "r/a:1.0.0",
+                Some(&tags),
+                Some(A),
+                Some(A),
+                false,
+                (Some("1.0.0"), r#"{"patch":"1.0.1","minor":"1.1.0","major":"2.0.0"}"#, kind("major"), None),
+            ),
+            (
+                "r/a:1.0.0",
+                Some(&unparsed),
+                Some(A),
+                Some(A),
+                false,
+                (Some("1.0.0"), r#"{"patch":"1.0.1","minor":"1.1.0","major":"2.0.0"}"#, kind("major"), None),
+            ),
+            ("r/a:2.0.0", Some(&tags), Some(A), Some(B), true, (Some("2.0.0"), "{}", kind("digest"), None)),
+            ("r/a:2.0.0", Some(&tags), Some(A), Some(A), false, (Some("2.0.0"), "{}", None, None)),
+            ("r/a:1.0.0", None, Some(A), Some(A), false, (Some("1.0.0"), "{}", None, None)),
+            ("r/a:latest", Some(&tags), Some(A), Some(B), true, (Some("1.0.0"), "{}", kind("minor"), Some("1.1.0"))),
+            ("r/a:latest", Some(&tags), Some(B), Some(B), false, (Some("1.1.0"), "{}", None, Some("1.1.0"))),
+            ("r/a:latest", Some(&tags), Some("sha256:zz"), Some(B), true, (None, "{}", kind("digest"), Some("1.1.0"))),
+            ("r/a:1.0.0", Some(&with_error), Some(A), Some(A), false, (Some("1.0.0"), "{}", None, None)),
+        ];
+        for (reference, tags, local, remote, outdated, (version, newer, update_kind, latest)) in cases {
+            let image = reference::parse(reference).expect("valid");
+            let f = version_fields(&image, tags, local, remote, outdated);
+            let what = format!("{reference} {local:?} {remote:?}");
+            assert_eq!(f.version.as_deref(), version, "{what}");
+            assert_eq!(serde_json::to_string(&f.newer).expect("json"), newer, "{what}");
+            assert_eq!(f.update_kind, update_kind, "{what}");
+            assert_eq!(f.latest_version.as_deref(), latest, "{what}");
+            assert_eq!(f.versions_error.is_some(), tags.is_some_and(|t| t.error.is_some()), "{what}");
+        }
+        // A pinned reference is never offered a tag.
+        let pinned = reference::parse(&format!("r/a:1.0.0@{A}")).expect("valid");
+        assert!(version_fields(&pinned, Some(&tags), Some(A), Some(A), false).newer.is_empty());
+    }
 
     #[test]
     fn container_status_table() {
@@ -240,6 +398,7 @@ mod tests {
         let img = |id: &str, digests: &[&str]| Image {
             id: id.into(),
             repo_digests: digests.iter().map(|d| d.to_string()).collect(),
+            ..Default::default()
         };
         let nginx_old = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
         let nginx_new = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
@@ -269,7 +428,8 @@ mod tests {
 
     #[test]
     fn groups_by_normalized_reference_and_skips_bare_ids() {
-        let groups = build_groups(&snapshot(), &RemoteStates::new(), &HashMap::new(), &Policy::default());
+        let groups =
+            build_groups(&snapshot(), &RemoteStates::new(), &TagStates::new(), &HashMap::new(), &Policy::default());
         let names: Vec<_> = groups.iter().map(|g| g.image.as_str()).collect();
         assert_eq!(names, ["myapp:dev", "nginx:latest"]);
         let nginx = &groups[1];
@@ -291,7 +451,7 @@ mod tests {
             RemoteState { digest: Some(B.into()), checked_at: Some("2026-01-01T00:00:00Z".into()), error: None },
         );
         let flags = HashMap::from([("web-b".to_string(), true)]);
-        let groups = build_groups(&snapshot(), &remote, &flags, &Policy::default());
+        let groups = build_groups(&snapshot(), &remote, &TagStates::new(), &flags, &Policy::default());
         let nginx = &groups[1];
         assert_eq!(nginx.remote_digest, "sha256:bbbbbbbbbb");
         assert_eq!(nginx.status, Partial);
@@ -313,9 +473,9 @@ mod tests {
             "nginx:latest".to_string(),
             RemoteState { digest: Some(B.into()), ..Default::default() },
         )]);
-        let groups = build_groups(&s, &remote, &HashMap::new(), &Policy::default());
+        let groups = build_groups(&s, &remote, &TagStates::new(), &HashMap::new(), &Policy::default());
         assert_eq!(groups[1].status, Uptodate);
-        let without = build_groups(&s, &RemoteStates::new(), &HashMap::new(), &Policy::default());
+        let without = build_groups(&s, &RemoteStates::new(), &TagStates::new(), &HashMap::new(), &Policy::default());
         assert_eq!(without[1].containers[1].local_digest, "sha256:aaaaaaaaaa");
     }
 
@@ -344,7 +504,7 @@ mod tests {
         )]);
         // The user's stored toggle wins over the label's default.
         let flags = HashMap::from([("web-a".to_string(), false)]);
-        let groups = build_groups(&s, &remote, &flags, &Policy::default());
+        let groups = build_groups(&s, &remote, &TagStates::new(), &flags, &Policy::default());
         assert!(groups[0].containers[0].excluded);
         let nginx = &groups[1];
         assert!(nginx.containers[1].monitor_only && nginx.containers[1].auto_update);
@@ -362,7 +522,7 @@ mod tests {
         let mut s = snapshot();
         labelled(&mut s, "c1c1c1c1c1c1c1c1", &[("shipshape.scope", "blue")]);
         let blue = Policy { label_enable: false, scope: Some("blue".into()) };
-        let groups = build_groups(&s, &RemoteStates::new(), &HashMap::new(), &blue);
+        let groups = build_groups(&s, &RemoteStates::new(), &TagStates::new(), &HashMap::new(), &blue);
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].containers.len(), 1);
         assert_eq!(groups[0].containers[0].container_name, "web-b");
@@ -378,7 +538,7 @@ mod tests {
             "nginx:latest".to_string(),
             RemoteState { digest: Some(B.into()), ..Default::default() },
         )]);
-        let groups = build_groups(&s, &remote, &HashMap::new(), &Policy::default());
+        let groups = build_groups(&s, &remote, &TagStates::new(), &HashMap::new(), &Policy::default());
         assert_eq!(groups[1].status, Uptodate);
         assert_eq!(groups[1].containers[1].status, Outdated);
     }

@@ -21,6 +21,7 @@ use crate::docker::engine;
 use crate::docker::model::Container;
 use crate::inventory::scope::{self, Policy, Selection};
 use crate::metrics::Metrics;
+use crate::registry::reference;
 use crate::store::{BeginJob, FinishJob, HistoryEntry, HistoryEntryOf, JobResult};
 
 /// How long the final progress of a job stays readable.
@@ -47,6 +48,9 @@ pub struct StartUpdate {
     pub targets: Vec<Container>,
     pub image_ref: String,
     pub automatic: bool,
+    /// Moves the targets to this tag of their repository (`image_ref` is
+    /// that tag already); `None` keeps their tag and follows its digest.
+    pub to_tag: Option<String>,
 }
 
 /// The latest progress of a job on this container (by the id the update was
@@ -360,13 +364,20 @@ async fn run(env: &JobEnv, jobs: &Addr<Jobs>, request: &StartUpdate, policy: &Po
     let to_digest = sequence::repo_digest(&new_image, &request.image_ref);
     for target in &request.targets {
         let report = reporter(jobs, &target.id);
+        // A new tag keeps how the user spelled the repository.
+        let image_ref = match &request.to_tag {
+            Some(tag) => reference::with_tag(&target.image_ref, tag),
+            None => target.image_ref.clone(),
+        };
         let outcome = sequence::recreate(
             env,
             RecreateRequest {
                 container_id: &target.id,
-                image_ref: &target.image_ref,
+                image_ref: &image_ref,
                 new_image: &new_image,
-                force: false,
+                // Same image under a new tag: the container must still
+                // follow the new tag from now on.
+                force: request.to_tag.is_some(),
                 suppliers: None,
                 from_digest: None,
                 to_digest: to_digest.clone(),

@@ -260,10 +260,12 @@ mod tests {
                     auto_update: false,
                     excluded: false,
                     monitor_only: false,
+                    update_policy: Default::default(),
                 })
                 .collect(),
             checked_at: None,
             error: None,
+            versions: Default::default(),
         }
     }
 

@@ -41,6 +41,7 @@ use super::insecure::InsecureRegistries;
 use super::limit::{Limiter, Permit, Signal, TotalLimit};
 use super::observe::{self, SharedObserver};
 use super::reference::{ImageRef, DOCKER_HUB};
+use super::tags;
 use super::tls::{self, TlsError};
 
 /// What we accept for a manifest, most specific first: an index (multi-arch)
@@ -83,6 +84,8 @@ const TOKEN_MARGIN_MAX: Duration = Duration::from_secs(30);
 /// answer is not a manifest, and we won't buffer it.
 const MANIFEST_MAX_BYTES: usize = 4 * 1024 * 1024;
 const TOKEN_RESPONSE_MAX_BYTES: usize = 1024 * 1024;
+/// A page of 1000 tags is ~30 KiB; more than this is not a tag list.
+const TAG_PAGE_MAX_BYTES: usize = 4 * 1024 * 1024;
 /// `client_id` for the OAuth refresh grant, so registry logs say who asked.
 const CLIENT_ID: &str = "shipshape";
 
@@ -622,6 +625,39 @@ impl RegistryClient {
         }
         let body = read_capped(&reg.name, get, MANIFEST_MAX_BYTES, "manifest").await?;
         Ok(manifest_digest(&body))
+    }
+
+    /// Every tag of `image`'s repository, following `Link` pages, through the
+    /// same politeness as the digest checks (one page at a time holds one
+    /// slot). At most `max_pages` pages are read: a repository with more
+    /// tags than that gives what was read, which the caller bounds anyway.
+    pub async fn list_tags(&self, image: &ImageRef, max_pages: usize) -> Result<Vec<String>, RegistryError> {
+        let reg = self.registry(image);
+        let mut tags = Vec::new();
+        let mut path = tags::first_page(&image.repository);
+        for _ in 0..max_pages {
+            reg.check_blocked()?;
+            let permit = reg.limiter.acquire().await;
+            let _all = self.inner.total.acquire(|| self.total_limit()).await;
+            reg.check_blocked()?;
+            let resp = self.request(&reg, &permit, image, Method::GET, &path).await?;
+            let next = resp
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|link| tags::next_page(link, &image.repository));
+            let body = read_capped(&reg.name, resp, TAG_PAGE_MAX_BYTES, "tag list").await?;
+            let page = tags::parse_page(&body).map_err(|reason| RegistryError::InvalidResponse {
+                registry: reg.name.clone(),
+                reason: reason.into(),
+            })?;
+            tags.extend(page);
+            match next {
+                Some(next) => path = next,
+                None => break,
+            }
+        }
+        Ok(tags)
     }
 
     /// Sends a manifest request with whatever auth the registry wants,

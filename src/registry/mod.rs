@@ -11,4 +11,7 @@ pub mod messages;
 pub mod observe;
 pub mod poller;
 pub mod reference;
+pub mod tags;
 pub mod tls;
+pub mod versions;
+pub mod versions_cache;

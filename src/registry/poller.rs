@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::{
-    Actor, ActorFutureExt, ActorStreamExt, AsyncContext, Context, Handler, Message, Recipient, ResponseFuture,
+    Actor, ActorFuture, ActorFutureExt, ActorStreamExt, AsyncContext, Context, Handler, Message, Recipient,
+    ResponseFuture, WrapFuture,
 };
 use futures::channel::oneshot;
 use futures::stream::{self, StreamExt};
@@ -16,10 +17,12 @@ use super::check::{check_each, merge, CheckOutcome, IgnoredRegistries};
 use super::client::RegistryClient;
 use super::config_source::DockerConfigSource;
 use super::insecure::InsecureRegistries;
-use super::messages::{RemoteChanged, RemoteStates};
+use super::messages::{RemoteChanged, RemoteStates, RepoTags, TagStates, TagsChanged};
 use super::reference::ImageRef;
+use super::versions_cache::{self, now_secs};
 use crate::docker::engine::{self, Docker};
 use crate::metrics::Metrics;
+use crate::store::SaveRepoTags;
 
 /// The distinct references of the running containers, sent whenever the set changes.
 #[derive(Message, Debug)]
@@ -27,10 +30,31 @@ use crate::metrics::Metrics;
 pub struct ImagesSeen(pub Vec<ImageRef>);
 
 /// Check every current image now; resolves when all are done (including
-/// checks that were already running when it arrived).
+/// checks that were already running when it arrived). With `tags`, every
+/// repository's tags are listed again too, and it resolves once they are.
+#[derive(Message, Debug, Default)]
+#[rtype(result = "()")]
+pub struct CheckNow {
+    pub tags: bool,
+}
+
+/// A round of checks (digests, then the tags due) has ended for these
+/// images (display names): what it found may start automatic updates.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct CheckNow;
+pub struct RoundDone(pub Vec<String>);
+
+/// Where the tag half of the checks reports, and how often it lists.
+pub struct VersionsWiring {
+    /// `None`: versions are off (`SHIPSHAPE_TAGS_INTERVAL=0`).
+    pub interval: Option<Duration>,
+    /// The listings kept from before (a restart does not list everything again).
+    pub initial: TagStates,
+    pub tags_to: Recipient<TagsChanged>,
+    pub round_done: Recipient<RoundDone>,
+    /// The store, which keeps listings across restarts (as JSON).
+    pub keep: Recipient<SaveRepoTags>,
+}
 
 pub struct RegistryPoller {
     client: RegistryClient,
@@ -46,6 +70,12 @@ pub struct RegistryPoller {
     /// Re-read before each round, so a later `docker login` counts.
     docker_config: Option<Arc<DockerConfigSource>>,
     metrics: Option<Metrics>,
+    versions: Option<VersionsWiring>,
+    tags: TagStates,
+    /// Repositories whose tags are being listed or resolved.
+    tags_in_flight: std::collections::HashSet<String>,
+    /// `(repository, digest)` of `latest`s no version tag was found for.
+    tags_tried: std::collections::HashSet<(String, String)>,
 }
 
 impl RegistryPoller {
@@ -69,7 +99,18 @@ impl RegistryPoller {
             in_flight: HashMap::new(),
             docker_config: None,
             metrics: None,
+            versions: None,
+            tags: TagStates::new(),
+            tags_in_flight: Default::default(),
+            tags_tried: Default::default(),
         }
+    }
+
+    /// Lists tags too (see [`versions_cache`]), and reports the end of each round.
+    pub fn with_versions(mut self, mut wiring: VersionsWiring) -> Self {
+        self.tags = std::mem::take(&mut wiring.initial);
+        self.versions = Some(wiring);
+        self
     }
 
     /// Follows the Docker config file: new credentials are used from the next check on.
@@ -122,19 +163,85 @@ impl RegistryPoller {
                 }
             }
         };
+        let checked = to_check.clone();
         let outcomes = stream::once(refresh_insecure)
             .flat_map(move |()| check_each(client.clone(), to_check.clone(), ignored.clone()));
         let (started, metrics) = (Instant::now(), self.metrics.clone());
         ctx.spawn(
-            actix::fut::wrap_stream(outcomes).map(|outcome, this: &mut Self, _| this.apply(outcome)).finish().map(
-                move |(), _, _| {
+            actix::fut::wrap_stream(outcomes)
+                .map(|outcome, this: &mut Self, _| this.apply(outcome))
+                .finish()
+                .map(move |(), _, _| {
                     if let Some(metrics) = metrics {
                         metrics.check_finished(started.elapsed());
                     }
-                },
-            ),
+                })
+                .then(move |(), this: &mut Self, _| this.refresh_versions(checked, false)),
         );
         done
+    }
+
+    /// Lists the tags due for `images`' repositories and resolves the
+    /// digests of their `latest`s, then tells the inventory the round is
+    /// over. Repositories already being refreshed are left to that refresh.
+    fn refresh_versions(&mut self, images: Vec<ImageRef>, force: bool) -> impl ActorFuture<Self, Output = ()> {
+        let names: Vec<String> = images.iter().map(ImageRef::display_name).collect();
+        let work = match &self.versions {
+            Some(VersionsWiring { interval: Some(interval), .. }) => {
+                let pairs: Vec<(ImageRef, Option<String>)> = images
+                    .into_iter()
+                    .map(|i| {
+                        let digest = self.results.get(&i.display_name()).and_then(|s| s.digest.clone());
+                        (i, digest)
+                    })
+                    .collect();
+                let now = now_secs(SystemTime::now());
+                versions_cache::plan(&pairs, &self.tags, &self.tags_tried, *interval, now, force)
+                    .into_iter()
+                    .filter(|w| !self.tags_in_flight.contains(&w.repository))
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        for w in &work {
+            self.tags_in_flight.insert(w.repository.clone());
+            self.tags_tried.extend(w.resolve.iter().map(|d| (w.repository.clone(), d.clone())));
+        }
+        let client = self.client.clone();
+        let previous: Vec<Option<Arc<RepoTags>>> = work.iter().map(|w| self.tags.get(&w.repository).cloned()).collect();
+        let now = now_secs(SystemTime::now());
+        let refreshed = async move {
+            let jobs = work.iter().zip(previous).map(|(w, prev)| versions_cache::refresh(&client, w, prev, now));
+            let states = futures::future::join_all(jobs).await;
+            work.into_iter().map(|w| w.repository).zip(states).collect::<Vec<_>>()
+        };
+        refreshed.into_actor(self).map(move |states, this, _| {
+            let mut changed = TagStates::new();
+            for (repository, state) in states {
+                this.tags_in_flight.remove(&repository);
+                if this.tags.get(&repository).is_some_and(|s| **s == state) {
+                    continue;
+                }
+                if state.listed_at.is_some() {
+                    // A new listing: `latest`s not found in the old one get another chance.
+                    this.tags_tried.retain(|(r, _)| *r != repository);
+                }
+                let state = Arc::new(state);
+                this.tags.insert(repository.clone(), state.clone());
+                changed.insert(repository, state);
+            }
+            let Some(wiring) = &this.versions else { return };
+            for (repository, state) in &changed {
+                match serde_json::to_string(&**state) {
+                    Ok(data) => wiring.keep.do_send(SaveRepoTags { repository: repository.clone(), data }),
+                    Err(e) => tracing::warn!(%repository, "cannot keep the tag listing: {e}"),
+                }
+            }
+            if !changed.is_empty() {
+                wiring.tags_to.do_send(TagsChanged(changed));
+            }
+            wiring.round_done.do_send(RoundDone(names));
+        })
     }
 }
 
@@ -163,6 +270,11 @@ impl Actor for RegistryPoller {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(wiring) = &self.versions {
+            if !self.tags.is_empty() {
+                wiring.tags_to.do_send(TagsChanged(self.tags.clone()));
+            }
+        }
         ctx.run_interval(self.interval, |this, ctx| {
             let images = this.images.clone();
             this.check(images, ctx);
@@ -192,13 +304,31 @@ impl Handler<ImagesSeen> for RegistryPoller {
 impl Handler<CheckNow> for RegistryPoller {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: CheckNow, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, CheckNow { tags }: CheckNow, ctx: &mut Context<Self>) -> Self::Result {
         let images = self.images.clone();
-        let done = self.check(images, ctx);
+        let done = self.check(images.clone(), ctx);
+        let me = ctx.address();
         Box::pin(async move {
             for rx in done {
                 let _ = rx.await;
             }
+            if tags {
+                let _ = me.send(RefreshTags(images)).await;
+            }
         })
+    }
+}
+
+/// Lists every repository of `images` again and resolves their `latest`s;
+/// resolves when done.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RefreshTags(Vec<ImageRef>);
+
+impl Handler<RefreshTags> for RegistryPoller {
+    type Result = actix::ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, RefreshTags(images): RefreshTags, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(self.refresh_versions(images, true))
     }
 }

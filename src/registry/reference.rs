@@ -141,6 +141,26 @@ impl ImageRef {
     }
 }
 
+impl ImageRef {
+    /// Identifies the repository whatever the tag: tag listings are cached per repository.
+    pub fn repository_key(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+}
+
+/// `reference` as the user wrote it (host spelling, Hub short form kept),
+/// moved to `tag`: a digest pin is dropped with the old tag, since the new
+/// tag is what the container should follow from now on.
+pub fn with_tag(reference: &str, tag: &str) -> String {
+    let name = reference.split_once('@').map_or(reference, |(name, _)| name);
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    let name = match name[last_slash..].find(':') {
+        Some(colon) => &name[..last_slash + colon],
+        None => name,
+    };
+    format!("{name}:{tag}")
+}
+
 impl fmt::Display for ImageRef {
     /// Shows [`ImageRef::display_name`], the form users recognize.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -416,6 +436,21 @@ mod tests {
             out.push_str(digest);
         }
         out
+    }
+
+    #[test]
+    fn with_tag_keeps_the_spelling() {
+        let cases = [
+            ("nginx", "1.27", "nginx:1.27"),
+            ("nginx:latest", "1.27", "nginx:1.27"),
+            ("127.0.0.1:5000/app:1.0.0", "1.1.0", "127.0.0.1:5000/app:1.1.0"),
+            ("127.0.0.1:5000/app", "2", "127.0.0.1:5000/app:2"),
+            ("Registry.Example:443/o/r:1@sha256:abc", "2", "Registry.Example:443/o/r:2"),
+            ("[::1]:5000/x/y", "v1", "[::1]:5000/x/y:v1"),
+        ];
+        for (reference, tag, expected) in cases {
+            assert_eq!(with_tag(reference, tag), expected, "{reference}");
+        }
     }
 
     #[test]

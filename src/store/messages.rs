@@ -73,3 +73,38 @@ impl Handler<PutSetting> for Store {
         Ok(())
     }
 }
+
+/// Every cached tag listing: repository → the registry layer's JSON.
+#[derive(Message)]
+#[rtype(result = "Result<HashMap<String, String>, StoreError>")]
+pub struct LoadRepoTags;
+
+impl Handler<LoadRepoTags> for Store {
+    type Result = Result<HashMap<String, String>, StoreError>;
+    fn handle(&mut self, _: LoadRepoTags, _: &mut Self::Context) -> Self::Result {
+        let mut stmt = self.conn.prepare_cached("SELECT repository, data FROM repo_tags")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Keeps a repository's tag listing (replacing the one before).
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct SaveRepoTags {
+    pub repository: String,
+    pub data: String,
+}
+
+impl Handler<SaveRepoTags> for Store {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: SaveRepoTags, _: &mut Self::Context) -> Self::Result {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO repo_tags (repository, data, saved_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (repository) DO UPDATE SET data = excluded.data, saved_at = excluded.saved_at",
+            )?
+            .execute(params![msg.repository, msg.data, now_secs()])?;
+        Ok(())
+    }
+}

@@ -39,6 +39,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/0002_auth.sql")),
         M::up(include_str!("../../migrations/0003_jobs.sql")),
         M::up(include_str!("../../migrations/0004_hashed_session_ids.sql")),
+        M::up(include_str!("../../migrations/0005_repo_tags.sql")),
     ])
 }
 
@@ -109,6 +110,28 @@ pub fn read_auto_update(data_dir: &Path) -> Result<std::collections::HashMap<Str
     conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
     let mut stmt = conn.prepare("SELECT container_name, enabled FROM auto_update")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The cached tag listings (repository → the registry layer's JSON) of a
+/// database another process may own, read only, like [`read_auto_update`].
+/// A database from before the cache existed has none.
+pub fn read_repo_tags(data_dir: &Path) -> Result<std::collections::HashMap<String, String>, StoreError> {
+    let path = data_dir.join(DB_FILE);
+    if !path.exists() {
+        return Ok(Default::default());
+    }
+    let open_err = |source| StoreError::Open { path: path.clone(), source };
+    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(open_err)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
+    let mut stmt = match conn.prepare("SELECT repository, data FROM repo_tags") {
+        Ok(stmt) => stmt,
+        Err(rusqlite::Error::SqliteFailure(_, Some(message))) if message.contains("no such table") => {
+            return Ok(Default::default())
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
