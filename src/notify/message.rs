@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::target::{HttpAuth, Service};
 use crate::inventory::view::{ImageGroup, Status};
+use crate::registry::versions::{Newer, UpdateKind};
 use crate::store::{HistoryEntry, JobResult};
 
 /// Something worth telling the user about.
@@ -14,6 +15,8 @@ use crate::store::{HistoryEntry, JobResult};
 pub enum Event {
     /// The registry has a digest for `image` that these containers do not run.
     NewVersion { image: String, new_digest: String, containers: Vec<OutdatedContainer> },
+    /// Newer version tags than the one `image`'s containers run (Diun's "new tag").
+    NewerTags { image: String, version: String, newer: Newer, release_notes: Option<String> },
     /// An update ended (updated, failed or rolled back).
     UpdateEnded(HistoryEntry),
     /// `POST /api/notify/test`.
@@ -31,6 +34,7 @@ impl Event {
     pub fn kind(&self) -> &'static str {
         match self {
             Event::NewVersion { .. } => "new_version",
+            Event::NewerTags { .. } => "newer_tags",
             Event::UpdateEnded(e) => match e.result {
                 JobResult::Updated => "updated",
                 JobResult::RolledBack => "rolled_back",
@@ -44,6 +48,10 @@ impl Event {
     pub fn title(&self) -> String {
         match self {
             Event::NewVersion { image, .. } => format!("shipshape: new version of {image}"),
+            Event::NewerTags { image, newer, .. } => {
+                let kind = newer.largest().map_or("newer", UpdateKind::as_str);
+                format!("shipshape: {kind} version available for {image}")
+            }
             Event::UpdateEnded(e) => match e.result {
                 JobResult::Updated => format!("shipshape: {} updated", e.container_name),
                 JobResult::RolledBack => format!("shipshape: {} update rolled back", e.container_name),
@@ -60,6 +68,14 @@ impl Event {
             Event::NewVersion { image, new_digest, containers } => {
                 let names: Vec<String> = containers.iter().map(|c| format!("{} (runs {})", c.name, c.digest)).collect();
                 format!("A new version of {image} is available: {new_digest}. Outdated: {}.", names.join(", "))
+            }
+            Event::NewerTags { image, version, newer, release_notes } => {
+                let offers: Vec<String> = [("major", &newer.major), ("minor", &newer.minor), ("patch", &newer.patch)]
+                    .into_iter()
+                    .filter_map(|(kind, tag)| tag.as_ref().map(|t| format!("{version} → {t} ({kind})")))
+                    .collect();
+                let notes = release_notes.as_deref().map(|u| format!(" Release notes: {u}")).unwrap_or_default();
+                format!("{image}: {}.{notes}", offers.join(", "))
             }
             Event::UpdateEnded(e) => {
                 let what = format!(
@@ -95,6 +111,12 @@ impl Event {
                 body["containers"] =
                     containers.iter().map(|c| json!({ "name": c.name, "digest": c.digest })).collect::<Value>();
             }
+            Event::NewerTags { image, version, newer, release_notes } => {
+                body["image"] = json!(image);
+                body["version"] = json!(version);
+                body["newer"] = json!(newer);
+                body["release_notes"] = json!(release_notes);
+            }
             Event::UpdateEnded(e) => {
                 body["container"] = json!(e.container_name);
                 body["image"] = json!(e.image);
@@ -124,6 +146,21 @@ pub fn new_versions(groups: &[ImageGroup], announced: &mut HashMap<String, Strin
             .filter(|c| c.status == Status::Outdated && !c.excluded)
             .map(|c| OutdatedContainer { name: c.container_name.clone(), digest: c.local_digest.clone() })
             .collect();
+        if let (Some(version), false) = (&group.versions.version, group.versions.newer.is_empty()) {
+            // Told once per set of newest tags (a key no image name can be).
+            let told = serde_json::to_string(&group.versions.newer).unwrap_or_default();
+            let key = format!("{} newer", group.image);
+            let all_excluded = group.containers.iter().all(|c| c.excluded);
+            if !all_excluded && announced.get(&key) != Some(&told) {
+                announced.insert(key, told);
+                events.push(Event::NewerTags {
+                    image: group.image.clone(),
+                    version: version.clone(),
+                    newer: group.versions.newer.clone(),
+                    release_notes: group.versions.release_notes.clone(),
+                });
+            }
+        }
         if outdated.is_empty() || announced.get(&group.image) == Some(&group.remote_digest) {
             continue;
         }
@@ -267,6 +304,27 @@ mod tests {
             error: None,
             versions: Default::default(),
         }
+    }
+
+    #[test]
+    fn newer_tags_are_told_once_per_set() {
+        let mut g = group("app:1.0.0", "sha256:same", &[("web", "sha256:same", Status::Uptodate)]);
+        g.versions.version = Some("1.0.0".into());
+        g.versions.newer = Newer { patch: Some("1.0.1".into()), minor: None, major: Some("2.0.0".into()) };
+        g.versions.release_notes = Some("https://github.com/acme/app/releases".into());
+        let mut told = HashMap::new();
+        let events = new_versions(std::slice::from_ref(&g), &mut told);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].kind(), "newer_tags");
+        assert_eq!(events[0].title(), "shipshape: major version available for app:1.0.0");
+        assert_eq!(
+            events[0].text(),
+            "app:1.0.0: 1.0.0 → 2.0.0 (major), 1.0.0 → 1.0.1 (patch). Release notes: https://github.com/acme/app/releases"
+        );
+        assert_eq!(events[0].json()["newer"], json!({"patch": "1.0.1", "major": "2.0.0"}));
+        assert!(new_versions(std::slice::from_ref(&g), &mut told).is_empty(), "told once");
+        g.versions.newer.major = Some("2.0.1".into());
+        assert_eq!(new_versions(std::slice::from_ref(&g), &mut told).len(), 1, "a newer major is news");
     }
 
     #[test]
