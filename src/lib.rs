@@ -15,3 +15,4 @@ pub mod notify;
 pub mod registry;
 pub mod startup;
 pub mod store;
+pub mod swarm;

@@ -26,6 +26,7 @@ use crate::registry::insecure;
 use crate::registry::poller::{RegistryPoller, VersionsWiring};
 use crate::registry::versions_cache;
 use crate::store::{self, LoadAutoUpdate, LoadRepoTags, SqliteSessionStore, Store, SweepSessions, UnfinishedJobs};
+use crate::swarm::Services;
 
 /// How often expired sessions are deleted and idle login-limiter entries forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -117,7 +118,7 @@ impl Application {
             args.poll_interval,
             inventory_ctx.address().recipient(),
         )
-        .with_docker_config(docker_config)
+        .with_docker_config(Arc::clone(&docker_config))
         .with_metrics(metrics.clone())
         .with_versions(VersionsWiring {
             interval: args.registry.tags_interval.0,
@@ -127,10 +128,22 @@ impl Application {
             keep: store.clone().recipient(),
         })
         .start();
+        let services = Services::new(
+            docker.clone(),
+            inventory_ctx.address().recipient(),
+            store.clone(),
+            events.clone(),
+            docker_config,
+            args.updates.verify_timeout,
+        )
+        .start();
         let (inventory, view) =
             Inventory::new(auto_update, store.clone(), poller.clone().recipient(), jobs.clone().recipient());
-        let inventory = inventory_ctx
-            .run(inventory.with_selection(args.selection.policy(), args.updates.auto_update_window.clone()));
+        let inventory = inventory_ctx.run(
+            inventory
+                .with_selection(args.selection.policy(), args.updates.auto_update_window.clone())
+                .with_services(services.clone().recipient()),
+        );
         let (watcher, engine) = DockerWatcher::new(docker, inventory.clone().recipient()).with_state();
         watcher.start();
         let settings = settings_json(&args);
@@ -151,6 +164,7 @@ impl Application {
                 notifier,
                 metrics,
                 metrics_token,
+                services,
             },
             auth_state,
             policy,

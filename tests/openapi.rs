@@ -27,8 +27,16 @@ const PATIENCE: Duration = Duration::from_secs(180);
 const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
 
 /// Documented answers no test here can provoke, and why.
-const NOT_PROVOKED: [(&str, &str, &str, &str); 1] =
-    [("/api/ws", "get", "engine", "the engine message needs a daemon restart (tests/daemon_restart.rs)")];
+const SWARM: &str = "needs a swarm manager engine and a service (tests/swarm.rs)";
+const NOT_PROVOKED: [(&str, &str, &str, &str); 7] = [
+    ("/api/ws", "get", "engine", "the engine message needs a daemon restart (tests/daemon_restart.rs)"),
+    ("/api/ws", "get", "services", SWARM),
+    ("/api/ws", "get", "service_progress", SWARM),
+    ("/api/services/{id}/update", "post", "200", SWARM),
+    ("/api/services/{id}/update", "post", "409", SWARM),
+    ("/api/services/{id}/auto-update", "post", "200", SWARM),
+    ("/api/services/{id}/progress", "get", "200", SWARM),
+];
 
 fn spec() -> Value {
     let text = std::fs::read_to_string(Path::new(ROOT).join("docs/openapi.yaml")).expect("docs/openapi.yaml");
@@ -558,6 +566,15 @@ async fn the_service_answers_as_described() {
     let group = format!("/api/groups/{}/update", monitored_image.replace('/', "%2F"));
     c.expect("post", "/api/groups/{image}/update", &group, with(&cookie), 409).await;
     c.expect("post", "/api/groups/{image}/update", "/api/groups/nowhere%3A1/update", with(&cookie), 404).await;
+    // Swarm services: none on a plain engine (tests/swarm.rs has a manager).
+    let none = c.expect("get", "/api/services", "/api/services", with(&cookie), 200).await;
+    assert_eq!(none.json(), json!([]));
+    for (method, template, action) in
+        [("post", "/api/services/{id}/update", "update"), ("post", "/api/services/{id}/auto-update", "auto-update")]
+    {
+        c.expect(method, template, &format!("/api/services/nosuchservice/{action}"), with(&cookie), 404).await;
+    }
+    c.expect("get", "/api/services/{id}/progress", "/api/services/nosuchservice/progress", with(&cookie), 404).await;
     // A tag nobody offers: the reason, and nothing starts.
     let group = format!("/api/groups/{}/update", lab.base_image.replace('/', "%2F"));
     let body = Some(r#"{"tag":"99.0"}"#.to_string());

@@ -62,7 +62,16 @@ async fn post_update_body(app: &TestApp, id: &str, body: Value) -> (u16, String)
 }
 
 /// `shipshape check` with the service's data dir; its stdout.
-fn shipshape_check(lab: &Lab, args: &[&str], data_dir: &str) -> String {
+/// A scope of the test's own: other tests' instances (they run in parallel
+/// on the same engine) neither check nor update its containers, so request
+/// counts and updates are this test's alone.
+fn scoped() -> (String, String) {
+    let scope = unique("vscope");
+    let label = format!("shipshape.scope={scope}");
+    (scope, label)
+}
+
+fn shipshape_check(lab: &Lab, args: &[&str], data_dir: &str, scope: &str) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_shipshape"))
         .arg("check")
         .args(args)
@@ -73,6 +82,7 @@ fn shipshape_check(lab: &Lab, args: &[&str], data_dir: &str) -> String {
         .env("DOCKER_CONFIG", &lab.docker_config)
         .env("SHIPSHAPE_DATA_DIR", data_dir)
         .env("SHIPSHAPE_IGNORE_REGISTRIES", "docker.io")
+        .env("SHIPSHAPE_SCOPE", scope)
         .output()
         .expect("shipshape check runs");
     assert!(out.status.success(), "check failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -86,6 +96,7 @@ async fn versions_are_offered_and_a_chosen_tag_is_updated_to() {
     let (repo, digest_110) = push_tag_set(&lab, &mut cleanup);
     let (on_100, on_latest) = (unique("v100"), unique("vlatest"));
     cleanup.containers.extend([on_100.clone(), on_latest.clone()]);
+    let (scope, scope_label) = scoped();
     let id = lab.docker(&[
         "run",
         "-d",
@@ -99,6 +110,8 @@ async fn versions_are_offered_and_a_chosen_tag_is_updated_to() {
         "KEEP=me",
         "--label",
         "keep=label",
+        "--label",
+        &scope_label,
         &format!("{repo}:1.0.0"),
         "sleep",
         "100000",
@@ -112,12 +125,14 @@ async fn versions_are_offered_and_a_chosen_tag_is_updated_to() {
         "1",
         "--name",
         &on_latest,
+        "--label",
+        &scope_label,
         &format!("{repo}:latest"),
         "sleep",
         "100000",
     ]);
     let log_start = registry_log_len(&lab);
-    let app = spawn_app_with(&lab, &[("SHIPSHAPE_VERIFY_TIMEOUT", "2s")]);
+    let app = spawn_app_with(&lab, &[("SHIPSHAPE_VERIFY_TIMEOUT", "2s"), ("SHIPSHAPE_SCOPE", &scope)]);
 
     let g = wait_group(&app, &format!("{repo}:1.0.0"), "versions of 1.0.0", |g| g["newer"]["major"].is_string()).await;
     assert_eq!(g["version"], "1.0.0", "{g}");
@@ -149,15 +164,15 @@ async fn versions_are_offered_and_a_chosen_tag_is_updated_to() {
 
     // `shipshape check` uses the service's listings (read only), lists with --tags.
     let data_dir = app.data_dir.to_string_lossy().to_string();
-    let json = shipshape_check(&lab, &["--json"], &data_dir);
+    let json = shipshape_check(&lab, &["--json"], &data_dir, &scope);
     let checked: Vec<Value> = serde_json::from_str(&json).expect("check --json prints JSON");
     assert_eq!(group(&checked, &format!("{repo}:1.0.0"))["newer"]["major"], "2.0.0");
     assert_eq!(group(&checked, &format!("{repo}:latest"))["version"], "1.1.0");
     assert_eq!(listed(), 2, "check used the service's listing");
-    let table = shipshape_check(&lab, &[], &data_dir);
+    let table = shipshape_check(&lab, &[], &data_dir, &scope);
     let row = table.lines().find(|l| l.contains(&on_100)).unwrap_or_default();
     assert!(row.contains("1.0.0 → 2.0.0") && row.trim_end().ends_with("major"), "{table}");
-    shipshape_check(&lab, &["--json", "--tags"], &data_dir);
+    shipshape_check(&lab, &["--json", "--tags"], &data_dir, &scope);
     assert_eq!(listed(), 3, "--tags lists again");
 
     // A tag not offered: 400 with the reason; nothing starts.
@@ -195,6 +210,7 @@ async fn auto_update_goes_as_far_as_the_policy_allows() {
     let (repo, _) = push_tag_set(&lab, &mut cleanup);
     let name = unique("vpatch");
     cleanup.containers.push(name.clone());
+    let (scope, scope_label) = scoped();
     lab.docker(&[
         "run",
         "-d",
@@ -208,11 +224,13 @@ async fn auto_update_goes_as_far_as_the_policy_allows() {
         "shipshape.auto-update=true",
         "--label",
         "shipshape.update=patch",
+        "--label",
+        &scope_label,
         &format!("{repo}:1.0.0"),
         "sleep",
         "100000",
     ]);
-    let app = spawn_app_with(&lab, &[("SHIPSHAPE_VERIFY_TIMEOUT", "2s")]);
+    let app = spawn_app_with(&lab, &[("SHIPSHAPE_VERIFY_TIMEOUT", "2s"), ("SHIPSHAPE_SCOPE", &scope)]);
     let entries = wait_history(&app, &name, 1, JOB_PATIENCE).await;
     assert_eq!(entries[0]["result"], "updated", "{entries:#?}\n{}", app.log());
     assert_eq!(entries[0]["image"], format!("{repo}:1.0.1"), "patch policy: 1.0.1, {entries:#?}");
@@ -262,35 +280,50 @@ async fn token_auth_paginated_listing_and_a_registry_refusing_to_list() {
     let (digest, _tag) = common::push_base_as(&lab, config.path(), &image);
     add_tags(&registry.storage_dir(), &repo_path, &digest, (1..=2100).map(|i| format!("1.0.{i}")));
 
-    // The same registry through a proxy that refuses every listing with 401.
+    // The registry behind two proxies: one pages the listing as Docker Hub,
+    // GHCR and distribution 3 do (Debian's distribution 2.8 ignores `n`),
+    // one refuses every listing with 401.
+    let tag_list = "/v2/*/tags/list".to_string();
+    let paging =
+        FlakyProxy::start(&registry.addr, Script { paths: tag_list.clone(), mode: Mode::Paginate { page: 1000 } });
     let refusing = FlakyProxy::start(
         &registry.addr,
-        Script { paths: "/v2/*/tags/list".into(), mode: Mode::Status { code: 401, retry_after: None, count: None } },
+        Script { paths: tag_list, mode: Mode::Status { code: 401, retry_after: None, count: None } },
     );
-    let refused_image = format!("{}/{repo_path}:1.0.0", refusing.addr);
-    common::docker_as_ok(
-        &lab,
-        config.path(),
-        &["login", "-u", &tokens.user, "--password-stdin", &refusing.addr],
-        Some(&tokens.password),
-    );
-    lab.docker(&["tag", &image, &refused_image]);
     let mut cleanup = Cleanup::new(&lab);
-    cleanup.images.push(refused_image.clone());
+    let (paged_image, refused_image) =
+        (format!("{}/{repo_path}:1.0.0", paging.addr), format!("{}/{repo_path}:1.0.0", refusing.addr));
+    for (proxy, reference) in [(&paging.addr, &paged_image), (&refusing.addr, &refused_image)] {
+        common::docker_as_ok(
+            &lab,
+            config.path(),
+            &["login", "-u", &tokens.user, "--password-stdin", proxy],
+            Some(&tokens.password),
+        );
+        lab.docker(&["tag", &image, reference]);
+        cleanup.images.push(reference.clone());
+        // Known to the engine by a digest of its own repository.
+        common::docker_as_ok(&lab, config.path(), &["push", reference], None);
+    }
 
     let (paged, refused) = (unique("vpaged"), unique("vrefused"));
-    // The refused reference must be known to the engine by a digest of its own repository.
-    common::docker_as_ok(&lab, config.path(), &["push", &refused_image], None);
-    let _a = lab.run(&paged, &image, &[]);
-    let _b = lab.run(&refused, &refused_image, &[]);
+    let (scope, scope_label) = scoped();
+    let _a = lab.run(&paged, &paged_image, &["--label", &scope_label]);
+    let _b = lab.run(&refused, &refused_image, &["--label", &scope_label]);
     let config_dir = config.path().to_string_lossy().to_string();
-    let app = spawn_app_with(&lab, &[("DOCKER_CONFIG", &config_dir)]);
+    let app = spawn_app_with(&lab, &[("DOCKER_CONFIG", &config_dir), ("SHIPSHAPE_SCOPE", &scope)]);
 
-    let g = wait_group(&app, &image, "paged versions", |g| g["newer"]["patch"].is_string()).await;
-    assert_eq!(g["newer"], json!({"patch": "1.0.2100"}), "{g}");
+    let g = wait_group(&app, &paged_image, "paged versions", |g| g["newer"]["patch"].is_string()).await;
+    assert_eq!(g["newer"], json!({"patch": "1.0.2100"}), "the last page's newest: {g}");
     assert_eq!(g["update_kind"], "patch", "{g}");
-    let pages = registry.log().lines().filter(|l| l.contains(&format!("/v2/{repo_path}/tags/list"))).count();
-    assert_eq!(pages, 3, "three pages of 1000, one chain");
+    let pages: Vec<(String, u16)> = paging
+        .seen()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/tags/list") && r.status == 200)
+        .map(|r| (r.target, r.status))
+        .collect();
+    assert_eq!(pages.len(), 3, "three pages of 1000, one chain: {pages:?}");
+    assert!(pages[1].0.contains("last=") && pages[2].0.contains("last="), "followed the Link: {pages:?}");
 
     let r = wait_group(&app, &refused_image, "refused listing", |g| g.get("versions_error").is_some()).await;
     assert_eq!(r["status"], "uptodate", "the digest check still works: {r}");

@@ -341,7 +341,7 @@ fn split_reference(reference: &str) -> Option<(String, String)> {
 
 /// The `X-Registry-Auth` value: the auth config as JSON, base64 with the
 /// URL-safe alphabet (the engine's `base64.URLEncoding`).
-fn registry_auth_header(auth: &PullAuth) -> String {
+pub(super) fn registry_auth_header(auth: &PullAuth) -> String {
     let mut config = serde_json::Map::new();
     let mut put = |key: &str, value: &Option<String>| {
         if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {

@@ -2,6 +2,7 @@
 
 pub mod engine;
 pub mod model;
+pub mod swarm;
 pub mod watcher;
 
 pub use engine::DockerError;

@@ -32,6 +32,16 @@ pub enum ApiError {
     /// Left out by its labels (`enable=false`, or not enabled in opt-in mode).
     #[error("excluded by label")]
     Excluded,
+    /// A Swarm task's container: Swarm replaces it, never a container job.
+    #[error("managed by swarm service {0}")]
+    SwarmManaged(String),
+    #[error("service not found")]
+    ServiceNotFound,
+    #[error("no swarm manager")]
+    NoSwarmManager,
+    /// Nothing to roll out: the registry's digest for the service's tag is unknown.
+    #[error("registry digest unknown: {0}")]
+    DigestUnknown(String),
     #[error("unauthorized")]
     Unauthorized,
     #[error("invalid credentials")]
@@ -59,7 +69,13 @@ impl ResponseError for ApiError {
                 StatusCode::NOT_FOUND
             }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::OwnContainer | ApiError::MonitorOnly | ApiError::Excluded => StatusCode::CONFLICT,
+            ApiError::OwnContainer
+            | ApiError::MonitorOnly
+            | ApiError::Excluded
+            | ApiError::SwarmManaged(_)
+            | ApiError::NoSwarmManager
+            | ApiError::DigestUnknown(_) => StatusCode::CONFLICT,
+            ApiError::ServiceNotFound => StatusCode::NOT_FOUND,
             ApiError::Unauthorized | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::CrossOrigin => StatusCode::FORBIDDEN,
@@ -120,6 +136,7 @@ impl From<InventoryError> for ApiError {
     fn from(e: InventoryError) -> Self {
         match e {
             InventoryError::ContainerNotFound => ApiError::ContainerNotFound,
+            InventoryError::ServiceNotFound => ApiError::ServiceNotFound,
             InventoryError::Store(e) => ApiError::Internal(e.to_string()),
         }
     }
@@ -131,6 +148,14 @@ impl From<crate::jobs::supervisor::JobsError> for ApiError {
             crate::jobs::supervisor::JobsError::OwnContainer => ApiError::OwnContainer,
             crate::jobs::supervisor::JobsError::MonitorOnly => ApiError::MonitorOnly,
             crate::jobs::supervisor::JobsError::Excluded => ApiError::Excluded,
+        }
+    }
+}
+
+impl From<crate::swarm::SwarmError> for ApiError {
+    fn from(e: crate::swarm::SwarmError) -> Self {
+        match e {
+            crate::swarm::SwarmError::NoManager => ApiError::NoSwarmManager,
         }
     }
 }

@@ -50,6 +50,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// Lets a scraper read `/metrics` without a session.
     pub metrics_token: Option<String>,
+    /// Swarm services of the engine, when it is a manager.
+    pub services: Addr<crate::swarm::Services>,
 }
 
 pub struct SessionSettings {

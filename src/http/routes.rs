@@ -7,12 +7,14 @@ use serde_json::json;
 use super::error::ApiError;
 use super::AppState;
 use crate::inventory::view::ImageGroup;
-use crate::inventory::{CurrentView, FindContainer, ToggleAutoUpdate};
+use crate::inventory::{CurrentView, FindContainer, ToggleAutoUpdate, ToggleServiceAutoUpdate};
 use crate::jobs::supervisor::{GetProgress, StartUpdate};
 use crate::notify::SendTest;
 use crate::registry::poller::CheckNow;
 use crate::registry::reference;
 use crate::store::History;
+use crate::swarm::view::ServiceItem;
+use crate::swarm::{GetServiceProgress, UpdateService};
 
 /// Public routes first; everything else under `/api` lives in one scope
 /// behind the session guard, so a path the guard does not know is protected.
@@ -34,6 +36,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/check").route(web::post().to(check_now)))
                 .service(web::resource("/images/{tail:.*}").default_service(web::to(container_action)))
                 .service(resource("/groups/{image:.*}/update").route(web::post().to(update_group)))
+                .service(resource("/services").route(web::get().to(list_services)))
+                .service(resource("/services/{id}/update").route(web::post().to(update_service)))
+                .service(resource("/services/{id}/auto-update").route(web::post().to(toggle_service)))
+                .service(resource("/services/{id}/progress").route(web::get().to(service_progress)))
                 .service(resource("/history").route(web::get().to(history)))
                 .service(resource("/engine").route(web::get().to(engine_state)))
                 .service(resource("/settings").route(web::get().to(settings)))
@@ -180,6 +186,9 @@ async fn container_action(
                 .send(FindContainer { container_id: id.to_string() })
                 .await?
                 .ok_or(ApiError::ContainerNotFound)?;
+            if let Some(service) = swarm_service(&container) {
+                return Err(ApiError::SwarmManaged(service));
+            }
             let to_tag = requested_tag(&body)?;
             if let Some(tag) = &to_tag {
                 let view = state.view.borrow();
@@ -205,6 +214,59 @@ async fn container_action(
             Err(ApiError::NoProgress)
         }
     }
+}
+
+/// The service a Swarm task's container belongs to.
+fn swarm_service(container: &crate::docker::model::Container) -> Option<String> {
+    use crate::docker::swarm::{SERVICE_ID_LABEL, SERVICE_NAME_LABEL};
+    let labels = &container.labels;
+    labels
+        .contains_key(SERVICE_ID_LABEL)
+        .then(|| labels.get(SERVICE_NAME_LABEL).or_else(|| labels.get(SERVICE_ID_LABEL)).cloned().unwrap_or_default())
+}
+
+/// The Swarm services (`[]` when the engine is no swarm manager).
+async fn list_services(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let view = state.inventory.send(CurrentView).await?;
+    Ok(HttpResponse::Ok().content_type("application/json").body(view.services_json.clone()))
+}
+
+/// A service by its id (or a unique prefix of 12 or more) in the current view.
+fn find_service(state: &AppState, id: &str) -> Result<ServiceItem, ApiError> {
+    let view = state.view.borrow();
+    let services = view.services.as_deref().unwrap_or_default();
+    let mut matching = services.iter().filter(|s| s.id == id || (id.len() >= 12 && s.id.starts_with(id)));
+    match (matching.next(), matching.next()) {
+        (Some(service), None) => Ok(service.clone()),
+        _ => Err(ApiError::ServiceNotFound),
+    }
+}
+
+/// Rolls the service out to the registry's digest of its tag, through Swarm.
+async fn update_service(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let service = find_service(&state, &path.into_inner())?;
+    let image = service.target.clone().ok_or_else(|| ApiError::DigestUnknown(service.image.clone()))?;
+    let request = UpdateService {
+        service_id: service.id,
+        service_name: service.name,
+        image,
+        from_digest: service.pinned,
+        automatic: false,
+    };
+    state.services.send(request).await??;
+    Ok(updating())
+}
+
+async fn toggle_service(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let service = find_service(&state, &path.into_inner())?;
+    let enabled = state.inventory.send(ToggleServiceAutoUpdate { service_id: service.id }).await??;
+    Ok(HttpResponse::Ok().json(json!({ "auto_update": enabled })))
+}
+
+async fn service_progress(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let service = find_service(&state, &path.into_inner())?;
+    let progress = state.services.send(GetServiceProgress { service_id: service.id }).await?;
+    Ok(HttpResponse::Ok().json(progress.ok_or(ApiError::NoProgress)?))
 }
 
 fn updating() -> HttpResponse {

@@ -31,9 +31,17 @@ pub async fn connect(
     let counted = state.metrics.websocket_opened();
     actix_web::rt::spawn(async move {
         let _counted = counted;
-        let first = view.borrow_and_update().ws_message.clone();
+        let (first, mut services) = {
+            let current = view.borrow_and_update();
+            (current.ws_message.clone(), current.ws_services_message())
+        };
         if session.text(first).await.is_err() {
             return;
+        }
+        if let Some(message) = &services {
+            if session.text(message.clone()).await.is_err() {
+                return;
+            }
         }
         let mut ping = tokio::time::interval(auth.ws_ping);
         ping.tick().await;
@@ -44,9 +52,21 @@ pub async fn connect(
                     if changed.is_err() {
                         break;
                     }
-                    let message = view.borrow_and_update().ws_message.clone();
+                    let (message, now) = {
+                        let current = view.borrow_and_update();
+                        (current.ws_message.clone(), current.ws_services_message())
+                    };
                     if session.text(message).await.is_err() {
                         return;
+                    }
+                    // Services only when they changed: most views have none.
+                    if now != services {
+                        services = now;
+                        if let Some(message) = &services {
+                            if session.text(message.clone()).await.is_err() {
+                                return;
+                            }
+                        }
                     }
                 }
                 changed = engine.changed(), if engine_alive => {

@@ -18,12 +18,14 @@ use actix_web::web::Bytes;
 use tokio::sync::watch;
 
 use crate::docker::model::{Container, EngineSnapshot};
+use crate::docker::swarm::ServiceInfo;
 use crate::docker::watcher::EngineChanged;
 use crate::jobs::supervisor::StartUpdate;
 use crate::registry::messages::{RemoteChanged, RemoteStates, TagStates, TagsChanged};
 use crate::registry::poller::{ImagesSeen, RoundDone};
-use crate::registry::reference;
+use crate::registry::reference::{self, ImageRef};
 use crate::store::{SetAutoUpdate, Store, StoreError};
+use crate::swarm::{self, view::build_services, view::ServiceItem, ServicesChanged, UpdateService};
 use scope::{Policy, Selection};
 use view::{build_groups, references, without_excluded, ImageGroup};
 use window::UpdateWindow;
@@ -36,6 +38,10 @@ pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(50);
 pub struct View {
     /// Every group of the instance's scope, excluded containers included (marked).
     pub groups: Vec<ImageGroup>,
+    /// Swarm services, when the engine is a swarm manager (`None` otherwise).
+    pub services: Option<Vec<ServiceItem>>,
+    /// Body of `GET /api/services`.
+    pub services_json: Bytes,
     /// Body of `GET /api/images`: without excluded containers.
     pub json: Bytes,
     /// Body of `GET /api/images?all=1`.
@@ -46,6 +52,10 @@ pub struct View {
 
 impl View {
     pub fn new(groups: Vec<ImageGroup>) -> Self {
+        Self::with_services(groups, None)
+    }
+
+    pub fn with_services(groups: Vec<ImageGroup>, services: Option<Vec<ServiceItem>>) -> Self {
         let encode = |g: &[ImageGroup]| serde_json::to_vec(g).unwrap_or_else(|_| b"[]".to_vec());
         let json_all = encode(&groups);
         let json = if groups.iter().any(|g| g.containers.iter().any(|c| c.excluded)) {
@@ -57,7 +67,22 @@ impl View {
         ws_message.push_str(r#"{"type":"images","data":"#);
         ws_message.push_str(std::str::from_utf8(&json).unwrap_or("[]"));
         ws_message.push('}');
-        Self { groups, json: Bytes::from(json), json_all: Bytes::from(json_all), ws_message }
+        let services_json =
+            serde_json::to_vec(services.as_deref().unwrap_or_default()).unwrap_or_else(|_| b"[]".to_vec());
+        Self {
+            groups,
+            services,
+            services_json: Bytes::from(services_json),
+            json: Bytes::from(json),
+            json_all: Bytes::from(json_all),
+            ws_message,
+        }
+    }
+
+    /// The websocket `services` message.
+    pub fn ws_services_message(&self) -> Option<String> {
+        let json = std::str::from_utf8(&self.services_json).ok()?;
+        self.services.as_ref().map(|_| format!(r#"{{"type":"services","data":{json}}}"#))
     }
 }
 
@@ -67,6 +92,8 @@ pub type ViewReceiver = watch::Receiver<Arc<View>>;
 pub enum InventoryError {
     #[error("container not found")]
     ContainerNotFound,
+    #[error("service not found")]
+    ServiceNotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -113,6 +140,8 @@ pub struct Inventory {
     policy: Policy,
     window: Option<UpdateWindow>,
     window_was_open: bool,
+    services: Option<Arc<Vec<ServiceInfo>>>,
+    service_updates: Option<Recipient<UpdateService>>,
 }
 
 impl Inventory {
@@ -138,6 +167,8 @@ impl Inventory {
             policy: Policy::default(),
             window: None,
             window_was_open: true,
+            services: None,
+            service_updates: None,
         };
         (inventory, receiver)
     }
@@ -147,6 +178,12 @@ impl Inventory {
         self.window_was_open = window.as_ref().is_none_or(|w| w.is_open(std::time::SystemTime::now()));
         self.policy = policy;
         self.window = window;
+        self
+    }
+
+    /// Where automatic service updates go.
+    pub fn with_services(mut self, updates: Recipient<UpdateService>) -> Self {
+        self.service_updates = Some(updates);
         self
     }
 
@@ -176,17 +213,59 @@ impl Inventory {
     fn publish(&mut self) {
         self.last_publish = Some(Instant::now());
         let groups = build_groups(&self.engine, &self.remote, &self.tags, &self.auto_update, &self.policy);
+        let services = self.services.as_ref().map(|s| build_services(s, &self.remote, &self.auto_update));
         self.publisher.send_if_modified(|current| {
-            if current.groups == groups {
+            if current.groups == groups && current.services == services {
                 return false;
             }
             // A change only `?all=1` shows (an excluded container) is kept
             // but not announced: websockets never get an unchanged view.
-            let view = View::new(groups);
-            let visible_change = view.json != current.json;
+            let view = View::with_services(groups, services);
+            let visible_change = view.json != current.json || view.services_json != current.services_json;
             *current = Arc::new(view);
             visible_change
         });
+    }
+
+    /// The references to check: the containers' and the services' tags.
+    fn references(&self) -> Vec<ImageRef> {
+        let mut refs = references(self.engine.containers.values(), &self.policy);
+        for service in self.services.iter().flat_map(|s| s.iter()) {
+            if let Some(followed) = swarm::view::followed(service) {
+                if !refs.iter().any(|r| r.display_name() == followed.display_name()) {
+                    refs.push(followed);
+                }
+            }
+        }
+        refs.sort_by_key(ImageRef::display_name);
+        refs
+    }
+
+    fn references_changed(&mut self) {
+        let refs = self.references();
+        let names: Vec<String> = refs.iter().map(|r| r.display_name()).collect();
+        if names != self.known_refs {
+            self.known_refs = names;
+            self.poller.do_send(ImagesSeen(refs));
+        }
+    }
+
+    /// Services whose tag a check found moved, with auto-update on, roll out.
+    fn start_service_updates(&self, checked: &[String]) {
+        let (Some(services), Some(updates)) = (&self.services, &self.service_updates) else { return };
+        for item in build_services(services, &self.remote, &self.auto_update) {
+            if item.auto_update && item.status == view::Status::Outdated && checked.contains(&item.image) {
+                if let Some(image) = item.target {
+                    updates.do_send(UpdateService {
+                        service_id: item.id,
+                        service_name: item.name,
+                        image,
+                        from_digest: item.pinned,
+                        automatic: true,
+                    });
+                }
+            }
+        }
     }
 
     /// A check just found these images' state: their containers with
@@ -284,12 +363,7 @@ impl Handler<EngineChanged> for Inventory {
     type Result = ();
     fn handle(&mut self, EngineChanged(snapshot): EngineChanged, ctx: &mut Context<Self>) {
         self.engine = snapshot;
-        let refs = references(self.engine.containers.values(), &self.policy);
-        let names: Vec<String> = refs.iter().map(|r| r.display_name()).collect();
-        if names != self.known_refs {
-            self.known_refs = names;
-            self.poller.do_send(ImagesSeen(refs));
-        }
+        self.references_changed();
         self.changed(ctx);
     }
 }
@@ -317,6 +391,48 @@ impl Handler<RoundDone> for Inventory {
     type Result = ();
     fn handle(&mut self, RoundDone(checked): RoundDone, _: &mut Context<Self>) {
         self.start_auto_updates(&checked);
+        if self.window_open() {
+            self.start_service_updates(&checked);
+        }
+    }
+}
+
+impl Handler<ServicesChanged> for Inventory {
+    type Result = ();
+    fn handle(&mut self, ServicesChanged(services): ServicesChanged, ctx: &mut Context<Self>) {
+        self.services = services;
+        self.references_changed();
+        self.changed(ctx);
+    }
+}
+
+/// Flips a service's auto-update flag; answers the new value.
+#[derive(Message)]
+#[rtype(result = "Result<bool, InventoryError>")]
+pub struct ToggleServiceAutoUpdate {
+    pub service_id: String,
+}
+
+impl Handler<ToggleServiceAutoUpdate> for Inventory {
+    type Result = ResponseActFuture<Self, Result<bool, InventoryError>>;
+
+    fn handle(&mut self, msg: ToggleServiceAutoUpdate, _: &mut Context<Self>) -> Self::Result {
+        let found = self
+            .services
+            .as_ref()
+            .and_then(|s| s.iter().find(|s| s.id == msg.service_id))
+            .map(|s| (swarm::view::toggle_key(&s.name), scope::auto_update_default(&s.labels)));
+        let Some((key, default)) = found else {
+            return Box::pin(actix::fut::ready(Err(InventoryError::ServiceNotFound)));
+        };
+        let enabled = !self.auto_update.get(&key).copied().unwrap_or(default);
+        let save = self.store.send(SetAutoUpdate { container_name: key.clone(), enabled });
+        Box::pin(save.into_actor(self).map(move |sent, this, ctx| {
+            sent.map_err(|_| StoreError::Unavailable)??;
+            this.auto_update.insert(key, enabled);
+            this.changed(ctx);
+            Ok(enabled)
+        }))
     }
 }
 

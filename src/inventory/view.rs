@@ -162,6 +162,11 @@ pub fn group_status(statuses: impl IntoIterator<Item = Status>) -> Status {
     }
 }
 
+/// Swarm's: a task of a service, which Swarm replaces, never a container job.
+pub fn is_swarm_task(c: &Container) -> bool {
+    c.labels.contains_key(crate::docker::swarm::SERVICE_ID_LABEL)
+}
+
 /// A container's image reference, parsed, or `None` when the container was
 /// created from a bare image id and so has no tag to check.
 pub fn container_reference(image_ref: &str, image_id: &str) -> Option<Result<ImageRef, String>> {
@@ -176,7 +181,7 @@ pub fn container_reference(image_ref: &str, image_id: &str) -> Option<Result<Ima
 pub fn references<'a>(containers: impl IntoIterator<Item = &'a Container>, policy: &Policy) -> Vec<ImageRef> {
     let mut refs: BTreeMap<String, ImageRef> = BTreeMap::new();
     for c in containers {
-        if matches!(scope::select(policy, &c.labels), Selection::OutOfScope | Selection::Excluded) {
+        if matches!(scope::select(policy, &c.labels), Selection::OutOfScope | Selection::Excluded) || is_swarm_task(c) {
             continue;
         }
         if let Some(Ok(r)) = container_reference(&c.image_ref, &c.image_id) {
@@ -202,7 +207,8 @@ pub fn build_groups(
     }
     let mut groups: BTreeMap<String, Pending> = BTreeMap::new();
     for c in snapshot.containers.values() {
-        if scope::select(policy, &c.labels) == Selection::OutOfScope {
+        // A Swarm task is shown under its service (`GET /api/services`).
+        if scope::select(policy, &c.labels) == Selection::OutOfScope || is_swarm_task(c) {
             continue;
         }
         let (key, parsed) = match container_reference(&c.image_ref, &c.image_id) {

@@ -92,7 +92,7 @@ pub async fn pull(
 /// `X-Registry-Auth` for the reference's registry, from the same credential
 /// lookup the registry checks use. A lookup failure pulls anonymously (the
 /// pull then says what the registry thinks), never logs the secret.
-async fn pull_auth(config: &DockerConfig, image_ref: &str) -> Option<PullAuth> {
+pub async fn pull_auth(config: &DockerConfig, image_ref: &str) -> Option<PullAuth> {
     let parsed = reference::parse(image_ref).ok()?;
     let credential = match credentials::resolve(config, &parsed.registry).await {
         Ok(c) => c?,

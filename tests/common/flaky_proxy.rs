@@ -36,6 +36,12 @@ pub enum Mode {
     /// Close the listening socket: connections to `addr` are refused
     /// until the mode changes (the proxy then listens on the same port again).
     Refuse,
+    /// For tag listings (`GET /v2/<name>/tags/list?n=&last=`): the upstream's
+    /// full list cut into pages of at most `page` tags (and of `n`), after
+    /// `last`, with a `Link: <…>; rel="next"` header while more follow — as
+    /// Docker Hub, GHCR and distribution 3 answer. (Debian's distribution
+    /// 2.8 ignores `n` and sends every tag at once.)
+    Paginate { page: usize },
 }
 
 impl Mode {
@@ -248,6 +254,7 @@ fn accept_loop(mut listener: Option<TcpListener>, addr: &str, shared: Arc<Shared
 
 enum Action {
     Forward,
+    Paginate(usize),
     Status { code: u16, retry_after: Option<u32> },
     Drop,
     Stall,
@@ -274,6 +281,7 @@ fn handle(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
         } else {
             match script.mode.clone() {
                 Mode::Forward | Mode::Refuse => Action::Forward,
+                Mode::Paginate { page } => Action::Paginate(page),
                 Mode::Drop => Action::Drop,
                 Mode::Stall => Action::Stall,
                 Mode::Status { count: Some(0), .. } => {
@@ -299,7 +307,7 @@ fn handle(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
             path: path.clone(),
             target: head.target.clone(),
             headers: head.headers.clone(),
-            forwarded: matches!(action, Action::Forward),
+            forwarded: matches!(action, Action::Forward | Action::Paginate(_)),
             status: 0,
         });
         seen.len() - 1
@@ -353,6 +361,13 @@ fn handle(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
             let _ = client.shutdown(Shutdown::Both);
             Ok(())
         }
+        Action::Paginate(page) => {
+            let status = paginate(&head, &shared.upstream, page, &mut client).unwrap_or(502);
+            set_status(status);
+            let _ = client.flush();
+            let _ = client.shutdown(Shutdown::Both);
+            Ok(())
+        }
         Action::Forward => {
             let result = forward(&head, &body, &shared.upstream, &mut client);
             match result {
@@ -380,6 +395,56 @@ fn handle(conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
             Ok(())
         }
     }
+}
+
+/// One page of the upstream's tag list (see [`Mode::Paginate`]).
+fn paginate(head: &Head, upstream: &str, page: usize, client: &mut TcpStream) -> std::io::Result<u16> {
+    use std::io::Read;
+    let sock = upstream.parse().map_err(|_| invalid("bad upstream address"))?;
+    let mut up = TcpStream::connect_timeout(&sock, Duration::from_secs(5))?;
+    up.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
+    // HTTP/1.0: a plain body, no chunks, closed at its end.
+    let mut req = format!("GET {path} HTTP/1.0\r\n");
+    for (k, v) in &head.headers {
+        if k.eq_ignore_ascii_case("authorization") || k.eq_ignore_ascii_case("host") {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    req.push_str("\r\n");
+    up.write_all(req.as_bytes())?;
+    let mut answer = Vec::new();
+    up.read_to_end(&mut answer)?;
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| invalid("no header end"))?;
+    let (head_bytes, body) = (&answer[..split], &answer[split + 4..]);
+    let status: u16 =
+        String::from_utf8_lossy(head_bytes).split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    if status != 200 {
+        // Not a list (401 and the like): relayed as it came.
+        client.write_all(&answer)?;
+        return Ok(status);
+    }
+    let list: serde_json::Value = serde_json::from_slice(body).map_err(|_| invalid("tag list is not JSON"))?;
+    let mut tags: Vec<String> =
+        list["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(String::from)).collect();
+    tags.sort();
+    let param =
+        |key: &str| query.split('&').find_map(|kv| kv.strip_prefix(&format!("{key}="))).map(|v| v.replace("%2E", "."));
+    let n = param("n").and_then(|n| n.parse::<usize>().ok()).unwrap_or(page).min(page);
+    let start = param("last").map_or(0, |last| tags.partition_point(|t| *t <= last));
+    let end = (start + n).min(tags.len());
+    let body = serde_json::json!({ "name": list["name"], "tags": tags[start..end] }).to_string();
+    let mut resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if end < tags.len() {
+        resp.push_str(&format!("Link: <{path}?last={}&n={n}>; rel=\"next\"\r\n", tags[end - 1]));
+    }
+    resp.push_str("\r\n");
+    resp.push_str(&body);
+    client.write_all(resp.as_bytes())?;
+    Ok(200)
 }
 
 enum ForwardError {
