@@ -133,6 +133,9 @@ async fn services_are_updated_and_rolled_back_the_swarm_way() {
     assert_eq!(s["digest"], common::short(&v1).as_str(), "{s}");
     assert_eq!(s["remote_digest"], common::short(&v2).as_str(), "{s}");
     assert_eq!(s["auto_update"], false, "{s}");
+    let tasks = s["tasks"].as_array().cloned().unwrap_or_default();
+    assert_eq!(tasks.len(), 2, "{s}");
+    assert!(tasks.iter().all(|t| t["state"] == "running" && t["digest"] == common::short(&v1).as_str()), "{s}");
     let id = s["id"].as_str().expect("service id").to_string();
 
     // Its task containers are Swarm's: not listed as containers, and a

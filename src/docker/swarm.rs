@@ -38,6 +38,8 @@ pub struct ServiceInfo {
     pub update_message: Option<String>,
     /// When the last update started, as the engine wrote it: tells a new update from the last one.
     pub update_started_at: Option<String>,
+    /// Its tasks meant to run (Swarm keeps a history of ended ones; those are left out).
+    pub tasks: Vec<TaskInfo>,
 }
 
 /// A task of a service, for progress.
@@ -45,6 +47,8 @@ pub struct ServiceInfo {
 pub struct TaskInfo {
     pub id: String,
     pub service_id: String,
+    /// The task's container (12 characters), once it has one.
+    pub container_id: Option<String>,
     pub image: String,
     pub state: String,
     pub desired_state: String,
@@ -179,6 +183,7 @@ fn service_info(s: Service, tasks: &[TaskInfo]) -> ServiceInfo {
         tasks.iter().filter(|t| t.service_id == id && t.state == "running" && t.desired_state == "running").count()
             as u64;
     let status = s.update_status.unwrap_or_default();
+    let own_tasks = tasks.iter().filter(|t| t.service_id == id && t.desired_state == "running").cloned().collect();
     ServiceInfo {
         id,
         name: spec.name.unwrap_or_default(),
@@ -189,6 +194,7 @@ fn service_info(s: Service, tasks: &[TaskInfo]) -> ServiceInfo {
         update_state: status.state.map(|s| s.to_string()).filter(|s| !s.is_empty()),
         update_message: status.message.filter(|m| !m.is_empty()),
         update_started_at: status.started_at.map(|t| format!("{t:?}")),
+        tasks: own_tasks,
     }
 }
 
@@ -197,6 +203,11 @@ fn task_info(t: Task) -> TaskInfo {
     TaskInfo {
         id: t.id.unwrap_or_default(),
         service_id: t.service_id.unwrap_or_default(),
+        container_id: status
+            .container_status
+            .as_ref()
+            .and_then(|c| c.container_id.as_deref())
+            .map(|id| id.chars().take(12).collect()),
         image: t.spec.and_then(|s| s.container_spec).and_then(|c| c.image).unwrap_or_default(),
         state: status.state.map(|s| s.to_string()).unwrap_or_default(),
         desired_state: t.desired_state.map(|s| s.to_string()).unwrap_or_default(),

@@ -25,6 +25,17 @@ pub struct Replicas {
     pub desired: Option<u64>,
 }
 
+/// A task as the view lists it under its service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskItem {
+    pub id: String,
+    pub container_id: Option<String>,
+    pub state: String,
+    /// The digest its container runs, shortened.
+    pub digest: String,
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServiceItem {
     pub id: String,
@@ -39,6 +50,8 @@ pub struct ServiceItem {
     pub update_state: Option<String>,
     pub update_message: Option<String>,
     pub auto_update: bool,
+    /// The tasks meant to run, by their state now.
+    pub tasks: Vec<TaskItem>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checked_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -97,6 +110,17 @@ pub fn build_services(
                     .get(&toggle_key(&s.name))
                     .copied()
                     .unwrap_or_else(|| scope::auto_update_default(&s.labels)),
+                tasks: s
+                    .tasks
+                    .iter()
+                    .map(|t| TaskItem {
+                        id: t.id.clone(),
+                        container_id: t.container_id.clone(),
+                        state: t.state.clone(),
+                        digest: t.image.rsplit_once('@').map_or_else(|| UNKNOWN.into(), |(_, d)| shorten(d)),
+                        error: t.error.clone(),
+                    })
+                    .collect(),
                 checked_at: state.and_then(|st| st.checked_at.clone()),
                 error: state.and_then(|st| st.error.clone()),
                 target,

@@ -63,7 +63,11 @@ const NAMES = {
   offline: `${RUN}-offline`,
   live: `${RUN}-live`,
   late: `${RUN}-late`,
+  ver: `${RUN}-ver`,
+  verLatest: `${RUN}-ver-latest`,
 };
+/** A repository with version tags (built by the versions test). */
+const VER = `${REPO}/ver`;
 
 let app;
 let browser;
@@ -184,6 +188,8 @@ async function snap(p, name, { only, full = true } = {}) {
   ];
   for (const [label, size, scheme] of variants) {
     await p.setViewportSize(size);
+    // A whole page is taken from its top: the sticky bar stays where it belongs.
+    if (full) await p.evaluate(() => window.scrollTo(0, 0));
     await p.emulateMedia({ colorScheme: scheme });
     await p.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
     await p.screenshot({ path: join(SHOTS, `${base}-${label}-${scheme}.png`), fullPage: full, animations: 'disabled' });
@@ -644,6 +650,166 @@ test('history: every update with when, container, image, from → to, result and
   assert.equal(await opener.evaluate((b) => b === document.activeElement), true, 'focus back on History');
 });
 
+test('versions: 1.0.0 → 2.0.0 (major) and latest = 1.0.0 → 1.1.0 after "Check now and refresh versions"; update to a chosen 1.1.0 moves the row to …:1.1.0', async () => {
+  // Tags 1.0.1, 1.1.0 (also `latest`) and 2.0.0 only in the registry; 1.0.0
+  // runs (its policy label lets auto-updates go up to minor), and a second
+  // container runs the `latest` of before, which was 1.0.0.
+  const label = (v) => `LABEL version=${v} org.opencontainers.image.source=https://github.com/example/ver`;
+  buildImage(lab, `${VER}:1.0.1`, label('1.0.1'), { remoteOnly: true });
+  buildImage(lab, `${VER}:2.0.0`, label('2.0.0'), { remoteOnly: true });
+  buildImage(lab, `${VER}:1.1.0`, label('1.1.0'));
+  docker(lab, ['tag', `${VER}:1.1.0`, `${VER}:latest`]);
+  docker(lab, ['push', `${VER}:latest`]);
+  docker(lab, ['rmi', `${VER}:latest`, `${VER}:1.1.0`]);
+  buildImage(lab, `${VER}:1.0.0`, label('1.0.0'));
+  docker(lab, ['tag', `${VER}:1.0.0`, `${VER}:latest`]);
+  docker(lab, [
+    'run', '-d', '--network', 'none', '--stop-timeout', '1', '--label', 'shipshape.update=minor',
+    '--name', NAMES.ver, `${VER}:1.0.0`, 'sleep', '100000',
+  ]);
+  run(lab, NAMES.verLatest, `${VER}:latest`);
+
+  await narrow(page);
+  await row(page, NAMES.ver).waitFor({ state: 'visible' });
+  await row(page, NAMES.verLatest).waitFor({ state: 'visible' });
+
+  // The menu next to "Check now", by keyboard: the second item lists every
+  // repository's tags again.
+  const more = page.locator('#check-more');
+  await more.focus();
+  await page.keyboard.press('Enter');
+  const checkMenu = page.locator('#check-group [role="menu"]');
+  await checkMenu.waitFor({ state: 'visible' });
+  assert.equal(await more.getAttribute('aria-expanded'), 'true');
+  const focusedItem = () => page.evaluate(() => [document.activeElement?.getAttribute('role'), document.activeElement?.textContent]);
+  assert.deepEqual((await focusedItem())[0], 'menuitem');
+  assert.match((await focusedItem())[1], /^Check now/);
+  const tagsCheck = page.waitForResponse((r) => r.url().endsWith('/api/check?tags=1') && r.request().method() === 'POST', { timeout: JOB_PATIENCE });
+  await page.keyboard.press('ArrowDown');
+  assert.match((await focusedItem())[1], /refresh versions/);
+  await page.keyboard.press('Enter');
+  assert.equal((await tagsCheck).status(), 200);
+  await checkMenu.waitFor({ state: 'hidden' });
+  assert.equal(await more.evaluate((b) => b === document.activeElement), true, 'focus back on the menu button');
+  await until('check done', async () => (await page.locator('#check').textContent()).trim() === 'Check now');
+  assert.match(await page.locator('#toast').textContent(), /refreshed their versions/);
+
+  const from = card(page, `${VER}:1.0.0`);
+  const versions = from.locator('.versions');
+  await until('1.0.0 → 2.0.0', async () => /1\.0\.0\s*→\s*2\.0\.0/.test(await versions.textContent()), PATIENCE);
+  assert.equal((await versions.locator('.kind').textContent()).trim(), 'major');
+  assert.equal(await versions.locator('a.notes').getAttribute('href'), 'https://github.com/example/ver/releases');
+  // Its digest is the newest of its tag: up to date, with newer versions on offer.
+  assert.equal(await from.getAttribute('data-status'), 'uptodate');
+  const latest = card(page, `${VER}:latest`).locator('.versions');
+  await until('latest = 1.0.0 → 1.1.0', async () => /latest\s*=\s*1\.0\.0\s*→\s*1\.1\.0/.test(await latest.textContent()), PATIENCE);
+  assert.equal((await latest.locator('.kind').textContent()).trim(), 'minor');
+  // The policy label, next to the switch it speaks for.
+  const policy = row(page, NAMES.ver).locator('.policy');
+  assert.equal((await policy.textContent()).trim(), 'up to minor');
+  assert.equal(await row(page, NAMES.ver).getByRole('switch').getAttribute('aria-describedby'), await policy.getAttribute('id'));
+  assert.equal(await row(page, NAMES.verLatest).locator('.policy').isVisible(), false);
+  // `latest` is offered no tags: it follows its own.
+  assert.equal(await card(page, `${VER}:latest`).locator('button.update-to').isVisible(), false);
+  await snap(page, 'versions-lab');
+
+  // Shift-click on "Check now" lists the tags again too.
+  const shifted = page.waitForRequest((r) => r.url().endsWith('/api/check?tags=1'));
+  await page.locator('#check').click({ modifiers: ['Shift'] });
+  await shifted;
+  await until('shift check done', async () => (await page.locator('#check').textContent()).trim() === 'Check now', JOB_PATIENCE);
+
+  // The tags on offer, smallest change first, by keyboard.
+  const menuButton = from.locator('button.update-to');
+  await menuButton.focus();
+  await page.keyboard.press('Enter');
+  const menu = from.locator('[role="menu"]');
+  await menu.waitFor({ state: 'visible' });
+  const offered = await menu.getByRole('menuitem').evaluateAll((items) => items.map((i) => i.getAttribute('aria-label')));
+  assert.deepEqual(offered, ['Update to 1.0.1 (patch)', 'Update to 1.1.0 (minor)', 'Update to 2.0.0 (major)']);
+  assert.equal(await menu.getByRole('menuitem').first().evaluate((i) => i === document.activeElement), true, 'focus on the first tag');
+  await snap(page, 'update-to-menu');
+  // Esc closes it onto its button.
+  await page.keyboard.press('Escape');
+  await menu.waitFor({ state: 'hidden' });
+  assert.equal(await menuButton.evaluate((b) => b === document.activeElement), true);
+
+  // A major version asks clearly, with the release notes; Esc starts nothing.
+  await page.keyboard.press('ArrowUp');
+  await menu.waitFor({ state: 'visible' });
+  const majorItem = menu.getByRole('menuitem', { name: 'Update to 2.0.0 (major)' });
+  assert.equal(await majorItem.evaluate((i) => i === document.activeElement), true, '↑ opens on the last');
+  await page.keyboard.press('Enter');
+  const dialog = page.locator('#confirm');
+  await dialog.waitFor({ state: 'visible' });
+  assert.match(await dialog.locator('#confirm-title').textContent(), /new major version/);
+  assert.match(await dialog.textContent(), /major version change: 1\.0\.0 → 2\.0\.0/);
+  assert.equal(await dialog.locator('.dialog-warn a.notes').getAttribute('href'), 'https://github.com/example/ver/releases');
+  assert.equal((await dialog.locator('[data-confirm]').textContent()).trim(), 'Update to 2.0.0 (major)');
+  assert.equal(await dialog.locator('[data-cancel]').evaluate((b) => b === document.activeElement), true, 'Cancel has the focus');
+  await snap(page, 'update-to-major-confirm', { full: false });
+  await page.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'hidden' });
+  assert.equal(await menuButton.evaluate((b) => b === document.activeElement), true, 'focus back on Update to…');
+  assert.equal(await badgeOf(row(page, NAMES.ver)), 'uptodate', 'nothing started');
+
+  // An offer gone stale before the click (the one state here the lab cannot
+  // time): the request asks for a tag no longer offered and the service's
+  // own 400 shows inline like any failure, with nothing changed.
+  const oldId = await row(page, NAMES.ver).getAttribute('data-id');
+  await page.route(`**/api/images/${oldId}/update`, (route) => route.continue({ postData: JSON.stringify({ tag: '2.0.0-rc1' }) }));
+  await menuButton.click();
+  await menu.getByRole('menuitem', { name: 'Update to 2.0.0 (major)' }).click();
+  await dialog.waitFor({ state: 'visible' });
+  await dialog.locator('[data-confirm]').click();
+  const refused = row(page, NAMES.ver).locator('.outcome-failed[role="alert"]');
+  await refused.waitFor({ state: 'visible' });
+  assert.match(await refused.locator('.reason').textContent(), /^bad request: tag "2\.0\.0-rc1" is not offered/);
+  await page.unroute(`**/api/images/${oldId}/update`);
+  await snap(page, 'update-to-refused', { only: [['desktop', DESKTOP, 'light'], ['phone', PHONE, 'dark']] });
+  await refused.getByRole('button', { name: `Dismiss the message about ${NAMES.ver}` }).click();
+  await refused.waitFor({ state: 'detached' });
+
+  // 1.1.0, by keyboard. The row is watched all the way: never missing, never twice.
+  await page.evaluate((name) => {
+    window.__rowMissing = 0;
+    window.__rowTwice = 0;
+    new MutationObserver(() => {
+      const n = document.querySelectorAll(`li.row[data-name="${name}"]`).length;
+      if (n === 0) window.__rowMissing += 1;
+      if (n > 1) window.__rowTwice += 1;
+    }).observe(document.getElementById('list'), { subtree: true, childList: true });
+  }, NAMES.ver);
+  const post = page.waitForRequest((r) => r.method() === 'POST' && r.url().includes(`/api/images/${oldId}/update`));
+  await menuButton.focus();
+  await page.keyboard.press('ArrowDown');
+  await menu.waitFor({ state: 'visible' });
+  await page.keyboard.press('ArrowDown');
+  await page.keyboard.press('Enter');
+  await dialog.waitFor({ state: 'visible' });
+  assert.match(await dialog.locator('.dialog-move').textContent(), /1\.0\.0\s*→\s*1\.1\.0\s*minor/);
+  assert.equal(await dialog.locator('.dialog-warn').count(), 0, 'no major warning for a minor version');
+  assert.equal((await dialog.locator('[data-confirm]').textContent()).trim(), 'Update to 1.1.0');
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Enter');
+  assert.deepEqual(JSON.parse((await post).postData()), { tag: '1.1.0' });
+
+  const to = card(page, `${VER}:1.1.0`);
+  const moved = to.locator(`li.row[data-name="${NAMES.ver}"]`);
+  await moved.locator('.outcome-ok').waitFor({ state: 'visible', timeout: JOB_PATIENCE });
+  assert.match(await moved.locator('.outcome-ok').textContent(), /Updated\.\s*Now on 1\.1\.0\./);
+  await from.waitFor({ state: 'detached' });
+  assert.notEqual(await moved.getAttribute('data-id'), oldId);
+  await until('1.1.0 → 2.0.0', async () => /1\.1\.0\s*→\s*2\.0\.0/.test(await to.locator('.versions').textContent()));
+  assert.equal(docker(lab, ['inspect', '--format', '{{.Config.Image}} {{index .Config.Labels "version"}}', NAMES.ver]), `${VER}:1.1.0 1.1.0`);
+  assert.deepEqual(await page.evaluate(() => [window.__rowMissing, window.__rowTwice]), [0, 0], 'the row was never lost nor doubled');
+  // The keyboard moved along with the container.
+  await until('focus in the moved row', async () => moved.evaluate((el) => el.contains(document.activeElement)));
+  await snap(page, 'update-to-done');
+  const entries = await page.evaluate(async () => (await fetch('/api/history?limit=50')).json());
+  assert.equal(entries.find((e) => e.container_name === NAMES.ver)?.image, `${VER}:1.1.0`);
+});
+
 test('phone: 390×844 in dark mode nothing scrolls sideways, touch targets are 44 px, the theme choice persists', async () => {
   await page.setViewportSize(PHONE);
   await narrow(page);
@@ -747,7 +913,42 @@ test('states the lab cannot produce (mocked): API down on load → error panel w
         update_kind: 'minor',
         release_notes: 'https://github.com/example/web/releases',
         containers: [
-          { container_id: 'aaaaaaaaaaaa', container_name: 'web', local_digest: 'sha256:1111111111', status: 'outdated', auto_update: false },
+          {
+            container_id: 'aaaaaaaaaaaa',
+            container_name: 'web',
+            local_digest: 'sha256:1111111111',
+            status: 'outdated',
+            auto_update: true,
+            update_policy: 'patch',
+          },
+        ],
+      },
+      {
+        image: 'example/api:latest',
+        remote_digest: 'sha256:5555555555',
+        status: 'outdated',
+        checked_at: new Date().toISOString(),
+        version: '1.27.3',
+        latest_version: '1.27.4',
+        newer: {},
+        update_kind: 'patch',
+        release_notes: null,
+        containers: [
+          { container_id: 'bbbbbbbbbbbb', container_name: 'api', local_digest: 'sha256:4444444444', status: 'outdated', auto_update: false },
+        ],
+      },
+      {
+        image: 'registry.example:5000/private/db:16',
+        remote_digest: 'sha256:6666666666',
+        status: 'uptodate',
+        checked_at: new Date().toISOString(),
+        version: '16',
+        newer: {},
+        update_kind: null,
+        release_notes: null,
+        versions_error: 'tag listing: registry registry.example:5000: 401 unauthorized',
+        containers: [
+          { container_id: 'cccccccccccc', container_name: 'db', local_digest: 'sha256:6666666666', status: 'uptodate', auto_update: false },
         ],
       },
       {
@@ -772,7 +973,18 @@ test('states the lab cannot produce (mocked): API down on load → error panel w
     assert.match(await versions.textContent(), /1\.2\.3\s*→\s*1\.3\.0/);
     assert.equal((await versions.locator('.kind').textContent()).trim(), 'minor');
     assert.equal(await versions.locator('a.notes').getAttribute('href'), groups[0].release_notes);
-    assert.equal(await p2.locator('li.row').count(), 201);
+    assert.equal((await row(p2, 'web').locator('.policy').textContent()).trim(), 'up to patch');
+    // A `latest` container: what its tag is now, and what it will be.
+    const api = card(p2, 'example/api:latest').locator('.versions');
+    assert.match(await api.textContent(), /latest\s*=\s*1\.27\.3\s*→\s*1\.27\.4/);
+    assert.equal((await api.locator('.kind').textContent()).trim(), 'patch');
+    // No version data: a quiet note with its reason, the rest as usual.
+    const note = card(p2, groups[2].image).locator('.versions-note');
+    assert.equal((await note.textContent()).includes('401 unauthorized'), true);
+    assert.match(await note.getAttribute('title'), /^No version data: tag listing: .*401 unauthorized$/);
+    assert.equal(await card(p2, groups[2].image).locator('.card-error').isVisible(), false);
+    assert.equal(await card(p2, groups[2].image).locator('.badge-group').getAttribute('data-status'), 'uptodate');
+    assert.equal(await p2.locator('li.row').count(), 203);
     // How long a keystroke takes to show among 200 rows: reported, not asserted.
     const ms = await p2.evaluate(
       () =>
@@ -784,7 +996,7 @@ test('states the lab cannot produce (mocked): API down on load → error panel w
           requestAnimationFrame(() => requestAnimationFrame(() => resolve(performance.now() - start)));
         }),
     );
-    t.diagnostic(`filtering 201 rows to 10: ${ms.toFixed(1)} ms to the next painted frame`);
+    t.diagnostic(`filtering 203 rows to 10: ${ms.toFixed(1)} ms to the next painted frame`);
     await until('filtered 200', async () => (await p2.locator('li.row:visible').count()) === 10);
     assert.equal(await p2.locator('[data-count="all"]').textContent(), '10');
     await p2.fill('#search', 'MANY-19');

@@ -68,6 +68,8 @@ const ICONS = {
   link: 'M10 14a4 4 0 0 0 5.7 0l3-3a4 4 0 0 0-5.7-5.7l-1 1M14 10a4 4 0 0 0-5.7 0l-3 3a4 4 0 0 0 5.7 5.7l1-1',
   arrow: 'M5 12h14M13 6l6 6-6 6',
   equal: 'M5 9h14M5 15h14',
+  chevron: 'M7 10l5 5 5-5',
+  info: 'M12 21a9 9 0 1 0 0-18 9 9 0 0 0 0 18zM12 11v5M12 7.8h.01',
 };
 
 export function icon(name, cls = '') {

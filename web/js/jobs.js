@@ -53,7 +53,7 @@ export function isFinal(status) {
 
 export class Jobs {
   constructor() {
-    /** name → {name, id, state: 'requested'|'running'|'ended', progress, since, lastEvent, outcome, endedAt} */
+    /** name → {name, id, tag, state: 'requested'|'running'|'ended', progress, since, lastEvent, outcome, endedAt} */
     this.byName = new Map();
     /** short container id → name, for every container ever seen */
     this.names = new Map();
@@ -79,13 +79,17 @@ export class Jobs {
     return [...this.byName.values()].filter((j) => j.state !== 'ended');
   }
 
-  /** A click on Update: false when one is already on its way (a double click). */
-  request(name, id) {
+  /**
+   * A click on Update: false when one is already on its way (a double
+   * click). `tag`: the update moves the container to that tag.
+   */
+  request(name, id, tag = null) {
     if (this.isActive(name)) return false;
     const now = Date.now();
     this.byName.set(name, {
       name,
       id,
+      tag,
       state: 'requested',
       progress: { layer: '', current: 0, total: 0, percent: 0, status: 'connecting' },
       since: now,
@@ -126,7 +130,7 @@ export class Jobs {
     if (!job) {
       // An update this page did not start: automatic, or from another tab.
       const now = Date.now();
-      job = { name, id, state: 'running', progress: null, since: now, lastEvent: now, outcome: null, endedAt: 0 };
+      job = { name, id, tag: null, state: 'running', progress: null, since: now, lastEvent: now, outcome: null, endedAt: 0 };
       this.byName.set(name, job);
     }
     job.id = id;

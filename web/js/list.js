@@ -4,6 +4,7 @@
 // jumps; 200 containers filter by toggling `hidden`.
 
 import { h, icon, setAttr, setText, shortDigest, ago, when, bytes } from './dom.js';
+import { Menu } from './dialogs.js';
 import { overallPercent, phaseOf } from './jobs.js';
 
 export const STATUS = {
@@ -40,7 +41,7 @@ export function matches(group, item, q) {
   );
 }
 
-function splitImage(image) {
+export function splitImage(image) {
   // Tag or digest after the last path segment: `host:5000/app:1.2` → `host:5000/app`, `:1.2`.
   const at = image.indexOf('@');
   if (at >= 0) return [image.slice(0, at), image.slice(at)];
@@ -48,6 +49,45 @@ function splitImage(image) {
   const colon = image.lastIndexOf(':');
   if (colon > slash) return [image.slice(0, colon), image.slice(colon)];
   return [image, ''];
+}
+
+/** The tag of a group's image (`app:1.2` → `1.2`); null for a digest pin or none. */
+export function tagOf(image) {
+  const [, rest] = splitImage(image);
+  return rest.startsWith(':') ? rest.slice(1) : null;
+}
+
+/** Version kinds, smallest first. */
+export const KINDS = ['patch', 'minor', 'major'];
+
+/** A group's `newer`, only the kinds it names with a tag. */
+export function newerOf(group) {
+  const newer = group && group.newer && typeof group.newer === 'object' ? group.newer : {};
+  const out = {};
+  for (const kind of KINDS) if (typeof newer[kind] === 'string' && newer[kind]) out[kind] = newer[kind];
+  return out;
+}
+
+const KIND_TITLES = {
+  digest: 'Same tag, new image',
+  patch: 'A newer patch version',
+  minor: 'A newer minor version',
+  major: 'A newer major version: it may need changes',
+};
+
+export function kindBadge(kind) {
+  return h('span', { class: `kind kind-${kind}`, title: KIND_TITLES[kind] }, kind);
+}
+
+const POLICY_TITLES = {
+  patch: 'Automatic updates may move it to newer patch versions (label shipshape.update=patch)',
+  minor: 'Automatic updates may move it to newer patch and minor versions (label shipshape.update=minor)',
+  major: 'Automatic updates may move it to any newer version, major ones too (label shipshape.update=major)',
+};
+
+/** The `→` between two versions or digests, read as “to”. */
+function arrow() {
+  return h('span', { class: 'arrow', role: 'img', 'aria-label': 'to' }, '→');
 }
 
 /**
@@ -93,7 +133,8 @@ const STEPS = [
 export class List {
   /**
    * @param {HTMLElement} root
-   * @param {object} actions  update(group, item), updateAll(group), toggleAuto(item), retry(name), dismiss(name)
+   * @param {object} actions  update(group, item), updateAll(group), updateTo(group, tag, kind, opener),
+   *   toggleAuto(item), retry(name), dismiss(name)
    */
   constructor(root, actions) {
     this.root = root;
@@ -108,6 +149,11 @@ export class List {
    * @returns {number} how many containers are shown
    */
   render(groups, jobs, filter) {
+    // A container that moves to another group (an update to another tag)
+    // takes the keyboard focus along: its row is a new one in another card.
+    const active = document.activeElement;
+    const hadFocus = !!active && active !== this.root && this.root.contains(active);
+    const focusNames = hadFocus ? namesAround(active) : [];
     const seen = new Set();
     let shown = 0;
     let previous = null;
@@ -133,13 +179,35 @@ export class List {
       }
     }
     this.rendered = true;
+    if (hadFocus && !this.root.contains(document.activeElement)) this.refocus(focusNames);
     return shown;
+  }
+
+  refocus(names) {
+    for (const name of names) {
+      for (const card of this.cards.values()) {
+        const row = card.rows.get(name);
+        if (row && !row.el.hidden && !card.el.hidden) {
+          row.focusTarget().focus();
+          return;
+        }
+      }
+    }
+    this.root.focus({ preventScroll: true });
   }
 
   /** The relative times ("3 minutes ago") move on. */
   tick() {
     for (const card of this.cards.values()) card.tick();
   }
+}
+
+/** The containers a focused element speaks for: its row's, or every row of its card. */
+function namesAround(el) {
+  const row = el.closest('li.row');
+  if (row) return [row.dataset.name];
+  const card = el.closest('article.card');
+  return card ? [...card.querySelectorAll('li.row')].map((r) => r.dataset.name) : [];
 }
 
 class Card {
@@ -156,6 +224,11 @@ class Card {
     this.error = h('p', { class: 'card-error', hidden: true });
     this.updateAll = h('button', { type: 'button', class: 'btn btn-secondary update-all', hidden: true });
     this.updateAll.addEventListener('click', () => this.group && actions.updateAll(this.group, this.updateAll));
+    // Update to one of the newer tags the group is offered.
+    this.updateTo = h('button', { type: 'button', class: 'btn btn-secondary update-to' }, h('span', {}, 'Update to…'), icon('chevron', 'chevron'));
+    this.tagMenu = new Menu(this.updateTo, () => this.tagItems());
+    this.tagMenu.el.hidden = true;
+    this.actionsEl = h('div', { class: 'card-actions' }, this.updateAll, this.tagMenu.el);
     this.list = h('ul', { class: 'rows', role: 'list' });
     this.count = h('span', { class: 'count' });
     this.el = h(
@@ -174,20 +247,21 @@ class Card {
         h(
           'div',
           { class: 'card-meta' },
+          this.versions,
           h('span', { class: 'meta-item' }, 'registry digest ', this.digest),
           this.checkedWrap,
           this.count,
-          this.versions,
         ),
         this.error,
-        this.updateAll,
+        this.actionsEl,
       ),
       this.list,
     );
   }
 
   update(group, jobs, filter) {
-    const focused = document.activeElement === this.updateAll ? this.updateAll : null;
+    const active = document.activeElement;
+    const focused = active === this.updateAll || active === this.updateTo ? active : null;
     this.group = group;
     setBadge(this.badge, group.status);
     this.el.dataset.status = group.status;
@@ -223,6 +297,14 @@ class Card {
     }
     setAttr(this.updateAll, 'aria-label', `Update all containers of ${group.image}`);
 
+    const offered = KINDS.some((kind) => newerOf(group)[kind]);
+    const present = group.containers.some((c) => !c.gone);
+    this.tagMenu.el.hidden = !offered || !present;
+    this.updateTo.disabled = busy;
+    if ((busy || this.tagMenu.el.hidden) && this.tagMenu.isOpen) this.tagMenu.close({ restore: false });
+    setAttr(this.updateTo, 'aria-label', `Update to a newer version: ${group.image}`);
+    this.actionsEl.hidden = this.updateAll.hidden && this.tagMenu.el.hidden;
+
     const q = filter.q.trim();
     const seen = new Set();
     let visible = 0;
@@ -257,30 +339,76 @@ class Card {
     return visible;
   }
 
+  /**
+   * What the version data says: `1.0.0 → 2.0.0 MAJOR` for a version tag,
+   * `latest = 1.1.0 → 1.1.1` for a tag such as `latest`, the release notes,
+   * and a quiet note (its reason as a tooltip) when the tags could not be
+   * listed.
+   */
   renderVersions(group) {
-    // Filled once the API reports versions (`version`, `newer`, `update_kind`, `release_notes`).
-    const newer = group.newer && typeof group.newer === 'object' ? group.newer : null;
-    const target = newer && (newer.major || newer.minor || newer.patch);
-    const key = JSON.stringify([group.version, newer, group.update_kind, group.release_notes]);
+    const newer = newerOf(group);
+    const tag = tagOf(group.image);
+    const key = JSON.stringify([
+      group.image,
+      group.version,
+      newer,
+      group.update_kind,
+      group.release_notes,
+      group.latest_version ?? null,
+      group.versions_error ?? null,
+      !!group.error,
+    ]);
     if (this.versions.dataset.key === key) return;
     this.versions.dataset.key = key;
     this.versions.textContent = '';
     const parts = [];
-    if (group.version && target) {
-      parts.push(h('span', { class: 'version' }, group.version, h('span', { class: 'arrow', 'aria-label': 'to' }, ' → '), target));
-    } else if (group.version) {
-      parts.push(h('span', { class: 'version' }, group.version));
+    const target = newer.major || newer.minor || newer.patch;
+    const version = group.version || null;
+    const latest = group.latest_version || null;
+    if (tag && version === tag) {
+      // The tag is a version: the title shows it, so only what is newer.
+      if (target) parts.push(h('span', { class: 'version' }, version, arrow(), target));
+    } else if (tag && (version || latest)) {
+      const pieces = [h('span', { class: 'version-tag' }, tag)];
+      if (version && latest && version !== latest) pieces.push(h('span', { class: 'eq' }, '='), version, arrow(), latest);
+      else if (version || group.status !== 'outdated') pieces.push(h('span', { class: 'eq' }, '='), version || latest);
+      else pieces.push(arrow(), latest);
+      parts.push(h('span', { class: 'version' }, pieces));
     }
-    if (group.update_kind) {
-      parts.push(h('span', { class: `kind kind-${group.update_kind}` }, group.update_kind));
-    }
+    // `digest` alone says no more than the Outdated badge and the rows' digests.
+    if (group.update_kind && (group.update_kind !== 'digest' || parts.length > 0)) parts.push(kindBadge(group.update_kind));
     if (group.release_notes && /^https?:\/\//.test(group.release_notes)) {
       parts.push(
         h('a', { href: group.release_notes, target: '_blank', rel: 'noopener noreferrer', class: 'notes' }, icon('link'), 'Release notes'),
       );
     }
+    // A registry that cannot be reached says so in the card already.
+    if (group.versions_error && !group.error) {
+      parts.push(
+        h(
+          'span',
+          { class: 'versions-note', title: `No version data: ${group.versions_error}` },
+          icon('info'),
+          'no version data',
+          h('span', { class: 'sr-only' }, `: ${group.versions_error}`),
+        ),
+      );
+    }
     this.versions.hidden = parts.length === 0;
     this.versions.append(...parts);
+  }
+
+  /** The tags the group may move to, smallest change first. */
+  tagItems() {
+    const group = this.group;
+    if (!group) return [];
+    const newer = newerOf(group);
+    return KINDS.filter((kind) => newer[kind]).map((kind) => ({
+      label: `Update to ${newer[kind]} (${kind})`,
+      content: [h('span', { class: 'menu-tag' }, newer[kind]), kindBadge(kind)],
+      hint: kind === 'major' ? 'A major version: read what changed first' : null,
+      onSelect: () => this.group && this.actions.updateTo(this.group, newer[kind], kind, this.updateTo),
+    }));
   }
 
   tick() {
@@ -291,8 +419,11 @@ class Card {
   }
 }
 
+let rowCount = 0;
+
 class Row {
   constructor(name, actions) {
+    rowCount += 1;
     this.name = name;
     this.actions = actions;
     this.item = null;
@@ -301,14 +432,17 @@ class Row {
     this.idEl = h('code', { class: 'id' });
     this.local = h('code', { class: 'digest' });
     this.remote = h('code', { class: 'digest' });
-    this.arrow = h('span', { class: 'arrow', 'aria-label': 'to' }, '→');
+    this.arrow = arrow();
     this.digests = h('div', { class: 'row-digests' }, h('span', { class: 'label' }, 'digest'), this.local, this.arrow, this.remote);
     this.badge = badge('unknown');
+    // How far automatic updates may move it (the `shipshape.update` label):
+    // the switch's second line, its description.
+    this.policy = h('span', { class: 'policy', id: `policy-${rowCount}`, hidden: true });
     this.switchEl = h(
       'button',
       { type: 'button', role: 'switch', class: 'switch', 'aria-checked': 'false', 'aria-label': `Auto-update ${name}` },
       h('span', { class: 'switch-track' }, h('span', { class: 'switch-thumb' })),
-      h('span', { class: 'switch-label' }, 'Auto-update'),
+      h('span', { class: 'switch-text' }, h('span', { class: 'switch-label' }, 'Auto-update'), this.policy),
     );
     this.switchEl.addEventListener('click', () => this.item && actions.toggleAuto(this.item, this.switchEl));
     this.button = h('button', { type: 'button', class: 'btn btn-primary update' }, 'Update');
@@ -354,6 +488,13 @@ class Row {
 
     setAttr(this.switchEl, 'aria-checked', item.auto_update ? 'true' : 'false');
     this.switchEl.disabled = !!item.gone;
+    const policy = POLICY_TITLES[item.update_policy] ? item.update_policy : null;
+    this.policy.hidden = !policy;
+    if (policy) {
+      setText(this.policy, `up to ${policy}`);
+      setAttr(this.policy, 'title', POLICY_TITLES[policy]);
+    }
+    setAttr(this.switchEl, 'aria-describedby', policy ? this.policy.id : null);
 
     // The Update button: for outdated containers, and not while the
     // progress (or a failure with its Retry) is shown below.
@@ -361,6 +502,11 @@ class Row {
     this.button.disabled = !!item.gone;
     this.renderJob(job);
     keepFocus(focused, this.el, this.switchEl);
+  }
+
+  /** Where the keyboard lands when this row takes the focus. */
+  focusTarget() {
+    return this.switchEl.disabled ? this.el.querySelector('button:not(:disabled)') || this.switchEl : this.switchEl;
   }
 
   renderJob(job) {
@@ -375,14 +521,19 @@ class Row {
       this.renderProgress(job);
       return;
     }
-    const key = `outcome:${job.outcome.kind}:${job.outcome.reason}:${job.endedAt}`;
+    const key = `outcome:${job.outcome.kind}:${job.outcome.reason}:${job.endedAt}:${job.tag}`;
     if (this.jobKey === key) return;
     this.jobKey = key;
     this.job.textContent = '';
     const { kind, reason } = job.outcome;
     if (kind === 'updated') {
       this.job.append(
-        h('div', { class: 'outcome outcome-ok', role: 'status' }, icon('check'), h('span', {}, h('strong', {}, 'Updated.'), ' Now on the newest image.')),
+        h(
+          'div',
+          { class: 'outcome outcome-ok', role: 'status' },
+          icon('check'),
+          h('span', {}, h('strong', {}, 'Updated.'), job.tag ? ` Now on ${job.tag}.` : ' Now on the newest image.'),
+        ),
       );
       return;
     }

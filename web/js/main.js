@@ -3,10 +3,10 @@
 
 import { api, containerPath, describe, groupPath, onUnauthorized } from './api.js';
 import { announce, h, icon, setAttr, setIcon, setText, shortDigest, toast } from './dom.js';
-import { confirmDialog, nameList, openModal } from './dialogs.js';
+import { confirmDialog, Menu, nameList, openModal } from './dialogs.js';
 import { History } from './history.js';
 import { Jobs, SUCCESS_SHOWN_MS } from './jobs.js';
-import { List, matches } from './list.js';
+import { kindBadge, List, matches, splitImage } from './list.js';
 import { Live } from './live.js';
 
 const $ = (id) => document.getElementById(id);
@@ -31,7 +31,7 @@ const state = {
 };
 
 const jobs = new Jobs();
-const list = new List($('list'), { update, updateAll, toggleAuto, retry, dismiss });
+const list = new List($('list'), { update, updateAll, updateTo, toggleAuto, retry, dismiss });
 const historyPanel = new History($('history'));
 const live = new Live({
   message: onMessage,
@@ -73,7 +73,7 @@ function show(screen) {
   $('loading').hidden = screen !== 'loading';
   $('login').hidden = screen !== 'login';
   $('failure').hidden = screen !== 'failure';
-  $('check').hidden = !inside;
+  $('check-group').hidden = !inside;
   $('history-open').hidden = !inside;
   $('logout').hidden = !inside || !state.auth;
   $('conn').hidden = screen !== 'dash';
@@ -283,12 +283,13 @@ async function outcomeFromHistory(job) {
 
 // ------------------------------------------------------------ actions
 
-async function update(group, item) {
+/** Updates one container: to its tag's newest image, or to `tag`. */
+async function update(group, item, tag = null) {
   const name = item.container_name;
-  if (!jobs.request(name, item.container_id)) return;
+  if (!jobs.request(name, item.container_id, tag)) return;
   scheduleRender();
   try {
-    await api(containerPath(item.container_id, 'update'), { method: 'POST' });
+    await api(containerPath(item.container_id, 'update'), { method: 'POST', body: tag ? { tag } : undefined });
     jobs.accepted(name);
   } catch (error) {
     if (error.status === 401) return;
@@ -340,14 +341,111 @@ async function updateAll(group, opener) {
   scheduleRender();
 }
 
+/**
+ * Moves a group's containers to one of the newer tags it is offered, after
+ * saying from what to what (a major version with a clear warning and the
+ * release notes). One container goes by its own update, several by the
+ * group's: the image is pulled once. Each row then follows its container
+ * by name into the group of the new tag.
+ */
+async function updateTo(group, tag, kind, opener) {
+  const targets = group.containers.filter((c) => !c.gone && !c.monitor_only && !jobs.isActive(c.container_name));
+  if (targets.length === 0) {
+    toast(`Nothing to update in ${group.image}: its containers are busy or monitor-only.`, 'error');
+    return;
+  }
+  const [repo] = splitImage(group.image);
+  const from = group.version || group.image.slice(repo.length + 1);
+  const one = targets.length === 1;
+  const major = kind === 'major';
+  const notes = group.release_notes && /^https?:\/\//.test(group.release_notes) ? group.release_notes : null;
+  const notesLink = (text) => h('a', { href: notes, target: '_blank', rel: 'noopener noreferrer', class: 'notes' }, icon('link'), text);
+  const body = [
+    h(
+      'div',
+      { class: 'dialog-move' },
+      h('code', { class: 'dialog-image' }, repo),
+      h(
+        'span',
+        { class: 'dialog-versions' },
+        h('span', { class: 'version' }, from),
+        h('span', { class: 'arrow', role: 'img', 'aria-label': 'to' }, '→'),
+        h('span', { class: 'version' }, tag),
+        kindBadge(kind),
+      ),
+    ),
+  ];
+  if (major) {
+    body.push(
+      h(
+        'div',
+        { class: 'dialog-warn' },
+        icon('alert'),
+        h(
+          'div',
+          {},
+          h('p', {}, h('strong', {}, `This is a major version change: ${from} → ${tag}.`)),
+          h(
+            'p',
+            {},
+            'A new major version may change its settings, data or behaviour. ',
+            notes ? 'Read what changed before you go on.' : 'Check what changed before you go on.',
+          ),
+          notes ? h('p', {}, notesLink('Release notes')) : null,
+        ),
+      ),
+    );
+  } else if (notes) {
+    body.push(h('p', {}, notesLink('Release notes')));
+  }
+  body.push(
+    h(
+      'p',
+      {},
+      one
+        ? `${targets[0].container_name} is recreated on ${tag}, keeping its settings. If it does not come up, it is rolled back to ${from}.`
+        : `${tag} is pulled once; then each container is recreated on it in turn, keeping its settings. One that does not come up is rolled back to ${from}.`,
+    ),
+  );
+  if (!one) body.push(nameList(targets.map((c) => h('li', {}, h('strong', {}, c.container_name)))));
+  const ok = await confirmDialog({
+    title: major
+      ? `Update ${one ? targets[0].container_name : `${targets.length} containers`} to a new major version?`
+      : `Update ${one ? targets[0].container_name : `${targets.length} containers`} to ${tag}?`,
+    body,
+    confirm: major ? `Update to ${tag} (major)` : `Update to ${tag}`,
+    tone: major ? 'danger' : '',
+    opener,
+  });
+  if (!ok) return;
+  if (one) {
+    const seen = findContainer(targets[0].container_name);
+    if (seen) await update(seen.group, seen.item, tag);
+    return;
+  }
+  const requested = targets.filter((c) => jobs.request(c.container_name, c.container_id, tag));
+  if (requested.length === 0) return;
+  scheduleRender();
+  try {
+    await api(groupPath(group.image), { method: 'POST', body: { tag } });
+    for (const c of requested) jobs.accepted(c.container_name);
+  } catch (error) {
+    if (error.status === 401) return;
+    for (const c of requested) jobs.refused(c.container_name, describe(error));
+  }
+  scheduleRender();
+}
+
 function retry(name) {
   const seen = findContainer(name);
   if (!seen) {
     toast(`${name} is not running any more.`, 'error');
     return;
   }
+  // A failed move to another tag is tried again to that tag.
+  const tag = jobs.get(name)?.tag || null;
   jobs.dismiss(name);
-  update(seen.group, seen.item);
+  update(seen.group, seen.item, tag);
 }
 
 function dismiss(name) {
@@ -386,7 +484,8 @@ function findContainer(name) {
   return null;
 }
 
-async function checkNow() {
+/** A check of every image now; `tags`: every repository's tags are listed again too (versions). */
+async function checkNow(tags = false) {
   const button = $('check');
   // Busy, not disabled: a disabled button would drop the keyboard focus.
   if (button.getAttribute('aria-busy') === 'true') return;
@@ -394,9 +493,9 @@ async function checkNow() {
   button.classList.add('busy');
   setText(button.querySelector('.btn-word'), 'Checking…');
   try {
-    setGroups(await api('/api/check', { method: 'POST' }));
+    setGroups(await api(tags ? '/api/check?tags=1' : '/api/check', { method: 'POST' }));
     const n = state.groups.length;
-    toast(`Checked ${n} image${n === 1 ? '' : 's'}.`);
+    toast(`Checked ${n} image${n === 1 ? '' : 's'}${tags ? ' and refreshed their versions' : ''}.`);
   } catch (error) {
     if (error.status !== 401) toast(`Check failed: ${describe(error)}`, 'error');
   } finally {
@@ -420,12 +519,13 @@ function scheduleRender() {
 
 /**
  * The view plus, during an update, the rows of containers that are briefly
- * out of it (stopped, renamed, being replaced), so no row jumps away.
+ * out of it (stopped, renamed, being replaced), so no row jumps away. That
+ * holds just after a success too: the view with the new container (maybe in
+ * the group of another tag) can come after the job's last word.
  */
 function displayed() {
   const groups = state.groups.map((g) => ({ ...g, containers: [...g.containers] }));
   for (const job of jobs.byName.values()) {
-    if (job.state === 'ended' && job.outcome?.kind === 'updated') continue;
     if (findContainer(job.name)) continue;
     const seen = state.lastSeen.get(job.name);
     if (!seen) continue;
@@ -435,7 +535,8 @@ function displayed() {
       groups.push(group);
       groups.sort((a, b) => (a.image < b.image ? -1 : a.image > b.image ? 1 : 0));
     }
-    group.containers.push({ ...seen.item, gone: job.state === 'ended' });
+    const updated = job.state === 'ended' && job.outcome?.kind === 'updated';
+    group.containers.push({ ...seen.item, status: updated ? 'uptodate' : seen.item.status, gone: job.state === 'ended' && !updated });
     group.containers.sort((a, b) => (a.container_name < b.container_name ? -1 : 1));
   }
   return groups;
@@ -549,7 +650,13 @@ function setupToolbar() {
     scheduleRender();
     search.focus();
   });
-  $('check').addEventListener('click', checkNow);
+  // Shift-click, or the menu next to it: list every repository's tags again too.
+  $('check').addEventListener('click', (event) => checkNow(event.shiftKey));
+  const checkMenu = new Menu($('check-more'), () => [
+    { label: 'Check now', hint: 'The newest image of every tag', onSelect: () => checkNow(false) },
+    { label: 'Check now and refresh versions', hint: 'Also lists every repository’s tags again (slower; Shift-click)', onSelect: () => checkNow(true) },
+  ]);
+  $('check').after(checkMenu.el);
   $('logout').addEventListener('click', logout);
   $('failure-retry').addEventListener('click', () => boot());
   $('history-open').addEventListener('click', () => {
