@@ -51,6 +51,15 @@ pub async fn run(args: &CheckArgs) -> Result<Vec<ImageGroup>, CheckError> {
         let docker_config = credentials::load(None)?;
         Ok(RegistryClient::new(ClientOptions { docker_config, ..options })?)
     });
+    // The database (flags, kept tag listings) is read meanwhile too, decoded
+    // off the path of the registry answers.
+    let data_dir = args.data_dir.clone();
+    let versions_on = args.registry.tags_interval.0.is_some();
+    let kept = tokio::task::spawn_blocking(move || {
+        let data = store::read_for_check(&data_dir).unwrap_or_default();
+        let tags = if versions_on { versions_cache::decode(data.repo_tags) } else { TagStates::new() };
+        (data.auto_update, tags)
+    });
     let (docker, containers) = first_contact(args.engine.docker_host.as_deref()).await?;
     let policy = args.selection.policy();
     let checks = async {
@@ -70,30 +79,29 @@ pub async fn run(args: &CheckArgs) -> Result<Vec<ImageGroup>, CheckError> {
         let ignored = IgnoredRegistries::new(&args.registry.ignore_registries);
         let outcomes = check_each(client.clone(), images.clone(), ignored).collect::<Vec<_>>().await;
         let remote = merge(&RemoteStates::new(), outcomes, SystemTime::now());
+        let (flags, kept) = kept.await.map_err(|e| RegistryError::Client(e.to_string()))?;
         let tags = match args.registry.tags_interval.0 {
-            Some(interval) => versions(&client, &args.data_dir, images, &remote, interval, args.tags).await,
+            Some(interval) => versions(&client, kept, images, &remote, interval, args.tags).await,
             None => TagStates::new(),
         };
-        Ok::<_, CheckError>((remote, tags))
+        Ok::<_, CheckError>((remote, tags, flags))
     };
-    let ((remote, tags), images) = futures::try_join!(checks, async { Ok(engine::local_images(&docker).await?) })?;
-    let flags = store::read_auto_update(&args.data_dir).unwrap_or_default();
+    let ((remote, tags, flags), images) =
+        futures::try_join!(checks, async { Ok(engine::local_images(&docker).await?) })?;
     let groups = build_groups(&EngineSnapshot { containers, images }, &remote, &tags, &flags, &policy);
     Ok(without_excluded(&groups))
 }
 
-/// The tag listings for `images`: the service's (or an earlier run's) where
-/// fresh enough, listed now where not. Nothing is written: the database is
-/// the service's.
+/// The tag listings for `images`: the service's where fresh enough, listed
+/// now where not. Nothing is written: the database is the service's.
 async fn versions(
     client: &RegistryClient,
-    data_dir: &std::path::Path,
+    mut states: TagStates,
     images: Vec<ImageRef>,
     remote: &RemoteStates,
     interval: std::time::Duration,
     force: bool,
 ) -> TagStates {
-    let mut states = versions_cache::decode(store::read_repo_tags(data_dir).unwrap_or_default());
     let pairs: Vec<(ImageRef, Option<String>)> = images
         .into_iter()
         .map(|i| {

@@ -40,6 +40,11 @@ pub struct RepoTags {
     /// `(digest, tag)`: what a container on `latest` runs and what `latest`
     /// is now are looked up here.
     pub digest_tags: Vec<(String, String)>,
+    /// Digests of non-version tags no listed version was found to have
+    /// (asked once per listing: `shipshape check` runs, which remember
+    /// nothing themselves, do not ask again).
+    #[serde(default)]
+    pub unresolved: Vec<String>,
     /// `tags` parsed, once per listing: every publish of the view compares
     /// each group with them.
     #[serde(skip)]

@@ -25,6 +25,8 @@ pub const MAX_PAGES: usize = 50;
 pub const LATEST_CANDIDATES: usize = 5;
 /// Digest → tag pairs kept per repository (the oldest go first).
 pub const MAX_DIGEST_TAGS: usize = 64;
+/// Digests remembered as not found, per repository (the oldest go first).
+pub const MAX_UNRESOLVED: usize = 16;
 /// A `latest` whose digest no listed version has may point to a version
 /// newer than the listing: list again, but not more often than this.
 pub const RELIST_FOR_UNKNOWN: Duration = Duration::from_secs(3600);
@@ -81,8 +83,12 @@ pub fn plan(
             continue;
         }
         let Some(digest) = remote else { continue };
-        let known = state.is_some_and(|s| s.tag_of(digest).is_some());
-        if !known && !tried.contains(&(repository.clone(), digest.clone())) && !work.resolve.contains(digest) {
+        // Nothing to ask when the listing has no version (after a first
+        // listing, which any unknown repository gets anyway).
+        let no_versions = state.is_some_and(|s| s.listed_at.is_some() && s.tags.is_empty());
+        let known = state.is_some_and(|s| s.tag_of(digest).is_some() || s.unresolved.contains(digest));
+        let asked = tried.contains(&(repository.clone(), digest.clone())) || work.resolve.contains(digest);
+        if !known && !asked && !no_versions {
             work.resolve.push(digest.clone());
             work.list |= state.is_some_and(|s| age(s.listed_at) >= RELIST_FOR_UNKNOWN.as_secs());
         }
@@ -99,7 +105,9 @@ pub async fn refresh(client: &RegistryClient, work: &Work, previous: Option<Arc<
         state.attempted_at = now;
         match client.list_tags(&work.image, MAX_PAGES).await {
             Ok(tags) => {
-                state = RepoTags { tags: versions::newest(tags, MAX_TAGS), ..state }.parse_tags();
+                // A new listing: what was not found before may be found now.
+                state =
+                    RepoTags { tags: versions::newest(tags, MAX_TAGS), unresolved: Vec::new(), ..state }.parse_tags();
                 state.listed_at = Some(now);
                 state.error = None;
             }
@@ -125,6 +133,13 @@ pub async fn refresh(client: &RegistryClient, work: &Work, previous: Option<Arc<
             Err(e) => tracing::debug!(repository = %work.repository, %tag, "digest of version tag unknown: {e}"),
         }
     }
+    for digest in &work.resolve {
+        if state.tag_of(digest).is_none() && !state.unresolved.contains(digest) {
+            state.unresolved.push(digest.clone());
+        }
+    }
+    let excess = state.unresolved.len().saturating_sub(MAX_UNRESOLVED);
+    state.unresolved.drain(..excess);
     state
 }
 
@@ -204,9 +219,18 @@ mod tests {
         );
         // …with listing once the listing is older than an hour…
         assert!(plan(&moved, &states, &none, day, now + 3600, false)[0].list);
-        // …and only once per digest.
+        // …and only once per digest: in this process…
         let tried = HashSet::from([("r.example/app".to_string(), "sha256:c".to_string())]);
         assert!(plan(&moved, &states, &tried, day, now, false).is_empty());
+        // …and for every process reading the kept listing.
+        let mut unresolved = (*states["r.example/app"]).clone();
+        unresolved.unresolved.push("sha256:c".into());
+        let kept = TagStates::from([("r.example/app".to_string(), Arc::new(unresolved))]);
+        assert!(plan(&moved, &kept, &none, day, now + 7200, false).is_empty());
+        // A repository without version tags: nothing to resolve, nothing to relist.
+        let bare = RepoTags { listed_at: Some(now - 7200), attempted_at: now - 7200, ..Default::default() };
+        let bare = TagStates::from([("r.example/app".to_string(), Arc::new(bare))]);
+        assert!(plan(&moved, &bare, &none, day, now, false).is_empty());
     }
 
     #[test]

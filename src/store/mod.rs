@@ -97,42 +97,39 @@ fn create_private(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// The auto-update flags of a database another process owns, read only:
-/// for `shipshape check`, which must not migrate or lock a running service's file.
-/// A missing database simply has no flags.
-pub fn read_auto_update(data_dir: &Path) -> Result<std::collections::HashMap<String, bool>, StoreError> {
+/// What `shipshape check` reads of a database another process owns: the
+/// auto-update flags and the kept tag listings (repository → JSON). Read
+/// only, with one connection: it must not migrate or lock a running
+/// service's file. A missing database has neither; one from before the tag
+/// cache has no listings.
+pub fn read_for_check(data_dir: &Path) -> Result<CheckData, StoreError> {
     let path = data_dir.join(DB_FILE);
     if !path.exists() {
-        return Ok(Default::default());
+        return Ok(CheckData::default());
     }
     let open_err = |source| StoreError::Open { path: path.clone(), source };
     let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(open_err)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
     let mut stmt = conn.prepare("SELECT container_name, enabled FROM auto_update")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// The cached tag listings (repository → the registry layer's JSON) of a
-/// database another process may own, read only, like [`read_auto_update`].
-/// A database from before the cache existed has none.
-pub fn read_repo_tags(data_dir: &Path) -> Result<std::collections::HashMap<String, String>, StoreError> {
-    let path = data_dir.join(DB_FILE);
-    if !path.exists() {
-        return Ok(Default::default());
-    }
-    let open_err = |source| StoreError::Open { path: path.clone(), source };
-    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(open_err)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
-    let mut stmt = match conn.prepare("SELECT repository, data FROM repo_tags") {
-        Ok(stmt) => stmt,
+    let auto_update = rows.collect::<Result<_, _>>()?;
+    let repo_tags = match conn.prepare("SELECT repository, data FROM repo_tags") {
+        Ok(mut stmt) => {
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        }
         Err(rusqlite::Error::SqliteFailure(_, Some(message))) if message.contains("no such table") => {
-            return Ok(Default::default())
+            Default::default()
         }
         Err(e) => return Err(e.into()),
     };
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(CheckData { auto_update, repo_tags })
+}
+
+#[derive(Debug, Default)]
+pub struct CheckData {
+    pub auto_update: std::collections::HashMap<String, bool>,
+    pub repo_tags: std::collections::HashMap<String, String>,
 }
 
 pub struct Store {
