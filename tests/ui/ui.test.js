@@ -17,7 +17,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { App, freePort } from './lib/app.js';
-import { buildImage, containersNamed, docker, loadLab, remove, removeImages, run } from './lib/lab.js';
+import { buildImage, containersNamed, docker, loadLab, onSwarm, remove, removeImages, run } from './lib/lab.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const SHOTS = join(ROOT, 'target/ui-screenshots');
@@ -65,6 +65,7 @@ const NAMES = {
   late: `${RUN}-late`,
   ver: `${RUN}-ver`,
   verLatest: `${RUN}-ver-latest`,
+  svc: `${RUN}-svc`,
 };
 /** A repository with version tags (built by the versions test). */
 const VER = `${REPO}/ver`;
@@ -330,6 +331,10 @@ test('groups: one card per image with its badge, digests, check time and error; 
   });
   await page.click('.chip[data-filter="all"]');
   await page.locator(`li.row[data-name="${NAMES.pair1}"]`).waitFor({ state: 'visible' });
+  // A plain engine (no swarm manager): no Services section, and the API has none.
+  assert.equal(await page.locator('#services').isVisible(), false);
+  assert.deepEqual(await page.evaluate(async () => (await fetch('/api/services')).json()), []);
+  assert.equal(await page.locator('#search').getAttribute('placeholder'), 'Search containers and images');
   await snap(page, 'groups');
 
   // Check now: spinner and busy state while it runs (a second click starts
@@ -810,6 +815,465 @@ test('versions: 1.0.0 → 2.0.0 (major) and latest = 1.0.0 → 1.1.0 after "Chec
   assert.equal(entries.find((e) => e.container_name === NAMES.ver)?.image, `${VER}:1.1.0`);
 });
 
+// ------------------------------------------------------------------ Swarm services
+
+/** What a 390 px phone would frown at: sideways scrolling, and touch targets under 44 px. */
+async function phoneProblems(p) {
+  const overflow = await p.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  const small = await p.evaluate(() =>
+    [...document.querySelectorAll('button, input, a[href], [role="switch"]')]
+      .filter((el) => el.offsetParent !== null && !el.closest('dialog:not([open])') && !el.classList.contains('skip-link'))
+      .map((el) => [el.id || el.className || el.tagName, el.getBoundingClientRect()])
+      .filter(([, r]) => r.height < 44 || r.width < 44)
+      .map(([n, r]) => `${n} ${Math.round(r.width)}×${Math.round(r.height)}`),
+  );
+  return { overflow, small };
+}
+
+/** A page of its own, logged in to `target`, whose script errors count like the main page's. */
+async function ownPage(target, options = {}) {
+  const ctx = await browser.newContext({ viewport: DESKTOP, colorScheme: 'light', ...options });
+  const p = await ctx.newPage();
+  p.on('pageerror', (e) => pageErrors.push(e.message));
+  const res = await ctx.request.post(`${target.url}/api/login`, { data: { user: 'admin', pass: PASSWORD } });
+  assert.equal(res.status(), 200);
+  return { ctx, p };
+}
+
+const serviceCard = (p, name) => p.locator(`article.service-card[data-name="${name}"]`);
+
+/** The images the service's running task containers run, from the Swarm engine itself. */
+function taskImages(name) {
+  const ids = onSwarm(lab, ['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${name}`]).split(/\s+/).filter(Boolean);
+  return ids.map((id) => onSwarm(lab, ['inspect', '--format', '{{.Config.Image}}', id])).sort();
+}
+
+test('swarm services (the lab’s Swarm manager): a card per service; outdated → Update → confirm → Swarm’s rolling update task by task → updated, both tasks on the new digest; history marks it', async () => {
+  assert.ok(lab.swarmHost, 'LAB_DOCKER_SWARM in the lab env (scripts/lab up)');
+  const image = `${REPO}/svc:1`;
+  const name = NAMES.svc;
+  const v1 = buildImage(lab, image, 'LABEL v=1');
+  onSwarm(lab, [
+    'service', 'create', '-d', '--name', name, '--replicas', '2', '--network', 'host',
+    '--stop-grace-period', '1s', '--update-monitor', '2s', image, 'sleep', '100000',
+  ]);
+  const swarmData = mkdtempSync(join(tmpdir(), 'shipshape-ui-swarm-'));
+  const swarmApp = new App({
+    binary: BINARY,
+    lab,
+    port: await freePort(),
+    dataDir: swarmData,
+    password: PASSWORD,
+    env: { DOCKER_HOST: lab.swarmHost, SHIPSHAPE_VERIFY_TIMEOUT: '2s' },
+  });
+  let ctx;
+  try {
+    // The tag moves on in the registry: the service pins v1, so it is outdated.
+    const v2 = buildImage(lab, image, 'LABEL v=2', { remoteOnly: true });
+    const short = (d) => d.slice(7, 17);
+    await swarmApp.start();
+    let p;
+    ({ ctx, p } = await ownPage(swarmApp));
+    await p.goto(`${swarmApp.url}/?q=${RUN}`);
+    await p.locator('#dash').waitFor({ state: 'visible' });
+    await until('live', async () => (await connState(p)) === 'live');
+    const svc = serviceCard(p, name);
+    // The first check may run before the services are listed: ask again now and then.
+    let asked = 0;
+    await until(
+      'service outdated with 2/2 replicas',
+      async () => {
+        if (Date.now() - asked > 3000) {
+          asked = Date.now();
+          await p.evaluate(() => fetch('/api/check', { method: 'POST' }));
+        }
+        return (await svc.getAttribute('data-status')) === 'outdated' && /2\/2/.test(await svc.locator('.replicas').textContent());
+      },
+      JOB_PATIENCE,
+    );
+    await until('both tasks running', async () => (await svc.locator('li.task[data-state="running"]').count()) === 2);
+    const section = p.locator('#services');
+    assert.equal(await section.isVisible(), true);
+    assert.match(await section.locator('#services-title').textContent(), /Swarm services/);
+    assert.equal((await svc.locator('.service-name').textContent()).trim(), name);
+    assert.equal((await svc.locator('.badge-group .badge-word').textContent()).trim(), 'Outdated');
+    assert.equal((await svc.locator('.service-image').textContent()).trim(), image);
+    assert.match(await svc.locator('.digests').textContent(), new RegExp(`${short(v1)}\\s*→\\s*${short(v2)}`));
+    assert.match(await svc.locator('.replicas').textContent(), /replicas 2\/2/);
+    const tasks = await svc.locator('li.task').evaluateAll((items) =>
+      items.map((li) => [li.dataset.state, li.querySelector('.task-id').textContent, li.querySelector('.task-digest code').textContent]),
+    );
+    assert.equal(tasks.length, 2, JSON.stringify(tasks));
+    for (const [state, id, digest] of tasks) {
+      assert.equal(state, 'running');
+      assert.match(id, /^[0-9a-f]{12}$/);
+      assert.equal(digest, short(v1));
+    }
+    const toggle = svc.getByRole('switch', { name: `Auto-update service ${name}` });
+    assert.equal(await toggle.getAttribute('aria-checked'), 'false');
+    const button = svc.getByRole('button', { name: `Update service ${name}` });
+    assert.equal(await button.isVisible(), true);
+    // Counts and the title take services too; the search finds the service by name.
+    const count = async (f) => Number(await p.locator(`[data-count="${f}"]`).textContent());
+    assert.deepEqual([await count('all'), await count('outdated'), await count('uptodate')], [1, 1, 0]);
+    assert.match(await p.title(), /^\d+ outdated · shipshape$/);
+    assert.equal(await p.locator('#search').getAttribute('placeholder'), 'Search services and containers');
+    // A status filter hides it like a container; nothing left says so.
+    await p.click('.chip[data-filter="uptodate"]');
+    await p.locator('#nomatch').waitFor({ state: 'visible' });
+    assert.equal(await svc.isVisible(), false);
+    assert.equal((await p.locator('#nomatch-title').textContent()).trim(), 'Nothing matches');
+    await p.click('.chip[data-filter="all"]');
+    await svc.waitFor({ state: 'visible' });
+    await snap(p, 'services');
+
+    // Update asks first: from → to, task by task, rolled back by Swarm on a failure. Esc starts nothing.
+    const posts = [];
+    p.on('request', (r) => r.method() === 'POST' && r.url().includes('/api/services/') && r.url().endsWith('/update') && posts.push(r.url()));
+    await button.click();
+    const dialog = p.locator('#confirm');
+    await dialog.waitFor({ state: 'visible' });
+    assert.equal((await dialog.locator('#confirm-title').textContent()).trim(), `Update service ${name}?`);
+    const text = await dialog.textContent();
+    assert.match(text, /task by task/);
+    assert.match(text, /If a new task fails, Swarm rolls the service back/);
+    assert.match(await dialog.locator('.dialog-move').textContent(), new RegExp(`${short(v1)}\\s*→\\s*${short(v2)}`));
+    assert.equal((await dialog.locator('[data-confirm]').textContent()).trim(), 'Update service');
+    assert.equal(await dialog.locator('[data-cancel]').evaluate((b) => b === document.activeElement), true, 'Cancel has the focus');
+    await snap(p, 'service-confirm', { full: false, only: [['desktop', DESKTOP, 'light'], ['phone', PHONE, 'dark']] });
+    await p.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'hidden' });
+    assert.equal(await button.evaluate((b) => b === document.activeElement), true, 'focus back on Update');
+    assert.deepEqual(posts, []);
+
+    // Every phase, detail and bar value the card shows, as it changes them.
+    await p.evaluate((name) => {
+      window.__svc = { phases: [], details: [], values: [] };
+      const push = (list, v) => v != null && list.at(-1) !== v && list.push(v);
+      new MutationObserver(() => {
+        const card = document.querySelector(`article.service-card[data-name="${name}"]`);
+        push(window.__svc.phases, card?.querySelector('.job-phase')?.textContent);
+        push(window.__svc.details, card?.querySelector('.job-detail')?.textContent);
+        const bar = card?.querySelector('[role="progressbar"]');
+        if (bar) push(window.__svc.values, Number(bar.getAttribute('aria-valuenow')));
+      }).observe(document.getElementById('service-list'), { subtree: true, childList: true, attributes: true, characterData: true });
+    }, name);
+    await button.click();
+    await dialog.waitFor({ state: 'visible' });
+    await dialog.locator('[data-confirm]').click();
+    await svc.locator('[role="progressbar"]').waitFor({ state: 'visible' });
+    assert.equal(await svc.locator('.badge-group').getAttribute('data-status'), 'updating');
+    await until('Swarm updating task by task', async () => (await p.evaluate(() => window.__svc.details)).some((d) => /^[12]\/2 tasks on the new image$/.test(d)), JOB_PATIENCE);
+    await snap(p, 'service-updating', { only: [['desktop', DESKTOP, 'light']] });
+    const outcome = svc.locator('.outcome-ok');
+    await outcome.waitFor({ state: 'visible', timeout: JOB_PATIENCE });
+    assert.match(await outcome.textContent(), /Updated\.\s*All 2 tasks run the new image\./);
+    const seen = await p.evaluate(() => window.__svc);
+    assert.ok(seen.phases.includes('Updating'), `phases ${seen.phases}`);
+    assert.ok(seen.values.some((v) => v > 0), `bar ${seen.values}`);
+    assert.equal(posts.length, 1, `POSTs ${posts}`);
+    // The card follows: up to date, both tasks running the new digest.
+    await until('badge up to date', async () => (await svc.locator('.badge-group').getAttribute('data-status')) === 'uptodate', JOB_PATIENCE);
+    await until(
+      'both tasks on the new digest',
+      async () => {
+        const now = await svc.locator('li.task').evaluateAll((items) => items.map((li) => `${li.dataset.state} ${li.querySelector('.task-digest code').textContent}`));
+        return now.length === 2 && now.every((t) => t === `running ${short(v2)}`);
+      },
+      JOB_PATIENCE,
+    );
+    assert.equal(await button.isVisible(), false);
+    assert.equal(await svc.locator('.digests .arrow').isVisible(), false);
+    assert.deepEqual(taskImages(name), [`${image}@${v2}`, `${image}@${v2}`]);
+    await snap(p, 'service-updated');
+
+    // The history lists it like a container's update, marked as a service.
+    await p.click('#history-open');
+    const panel = p.locator('#history');
+    await panel.waitFor({ state: 'visible' });
+    const entry = panel.locator('.history-item', { has: p.locator('.history-name', { hasText: name }) }).first();
+    await entry.waitFor();
+    assert.equal(await entry.getAttribute('data-result'), 'updated');
+    assert.equal(await entry.getAttribute('data-kind'), 'service');
+    assert.equal((await entry.locator('.history-kind').textContent()).trim(), 'service');
+    assert.match(await entry.locator('.history-digests').textContent(), new RegExp(`${v1.slice(7, 19)}\\s*→\\s*${v2.slice(7, 19)}`));
+    assert.equal((await entry.locator('.history-image').textContent()).trim(), `service${image}`);
+    await snap(p, 'service-history', { full: false, only: [['desktop', DESKTOP, 'dark'], ['phone', PHONE, 'light']] });
+    await p.keyboard.press('Escape');
+    await panel.waitFor({ state: 'hidden' });
+
+    // Auto-update: on by keyboard, persisted (still on after a reload), then off again.
+    await toggle.focus();
+    const on = p.waitForResponse((r) => r.url().endsWith('/auto-update') && r.request().method() === 'POST');
+    await p.keyboard.press('Space');
+    assert.equal((await on).status(), 200);
+    await until('auto-update on', async () => (await toggle.getAttribute('aria-checked')) === 'true');
+    assert.equal(await toggle.evaluate((el) => el === document.activeElement), true, 'focus stays on the switch');
+    await p.reload();
+    await until('still on after a reload', async () => (await toggle.getAttribute('aria-checked')) === 'true');
+    const off = p.waitForResponse((r) => r.url().endsWith('/auto-update'));
+    await toggle.click();
+    await off;
+    await until('auto-update off', async () => (await toggle.getAttribute('aria-checked')) === 'false');
+
+    // 390 px: nothing scrolls sideways, every target is 44 px.
+    await p.setViewportSize(PHONE);
+    await p.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    assert.deepEqual(await phoneProblems(p), { overflow: 0, small: [] });
+  } finally {
+    onSwarm(lab, ['service', 'rm', name], { allowFail: true });
+    await ctx?.close().catch(() => {});
+    await swarmApp.kill().catch(() => {});
+    if (process.exitCode) process.stderr.write(`\nshipshape (swarm) log (tail):\n${swarmApp.log.slice(-4000)}\n`);
+    rmSync(swarmData, { recursive: true, force: true });
+  }
+});
+
+test('swarm services (mocked over the websocket): Swarm’s rollback with its reason, Retry and a refusal inline; global and short services; an update nobody clicked', async () => {
+  const now = new Date().toISOString();
+  const task = (i, digest, state = 'running', error = null) => ({
+    id: `task${i}`.padEnd(25, 'x'),
+    container_id: state === 'running' ? `${i}`.repeat(12).slice(0, 12) : null,
+    state,
+    digest,
+    error,
+  });
+  const web = {
+    id: 'webservice0000000000000001',
+    name: 'shop-web',
+    image: 'registry.example:5000/shop/web:2',
+    digest: 'sha256:1111111111',
+    remote_digest: 'sha256:2222222222',
+    status: 'outdated',
+    replicas: { running: 3, desired: 3 },
+    update_state: 'completed',
+    update_message: 'update completed',
+    auto_update: false,
+    tasks: [task(1, 'sha256:1111111111'), task(2, 'sha256:1111111111'), task(3, 'sha256:1111111111')],
+    checked_at: now,
+  };
+  const exporter = {
+    id: 'exporter000000000000000002',
+    name: 'node-exporter',
+    image: 'prom/node-exporter:v1.8.2',
+    digest: 'sha256:3333333333',
+    remote_digest: 'sha256:3333333333',
+    status: 'uptodate',
+    replicas: { running: 1, desired: null },
+    update_state: null,
+    update_message: null,
+    auto_update: true,
+    tasks: [task(4, 'sha256:3333333333')],
+    checked_at: now,
+  };
+  const worker = {
+    id: 'worker00000000000000000003',
+    name: 'queue-worker-with-a-rather-long-service-name',
+    image: 'ghcr.io/example-organisation/queue/worker-with-a-long-name:latest',
+    digest: 'sha256:4444444444',
+    remote_digest: 'unknown',
+    status: 'unknown',
+    replicas: { running: 1, desired: 2 },
+    update_state: 'rollback_completed',
+    update_message: 'rollback completed',
+    auto_update: false,
+    tasks: [task(5, 'sha256:4444444444'), task(6, 'sha256:5555555555', 'failed', 'task: non-zero exit (1): the worker could not reach its queue')],
+    checked_at: now,
+    error: 'registry ghcr.io: 401 unauthorized',
+  };
+  const services = [exporter, worker, web].sort((a, b) => (a.name < b.name ? -1 : 1));
+  // A plain container on the same manager: under its own heading, after the services.
+  const groups = [
+    {
+      image: 'registry.example:5000/shop/backup:3',
+      remote_digest: 'sha256:6666666666',
+      status: 'uptodate',
+      checked_at: now,
+      containers: [{ container_id: 'dddddddddddd', container_name: 'shop-backup', local_digest: 'sha256:6666666666', status: 'uptodate', auto_update: false }],
+    },
+  ];
+  const reason = 'update paused due to failure or early termination of task tdn2xk8ckdsc59ljyiehgyczy; rollback completed';
+  const historyEntry = {
+    id: 'op-1',
+    container_name: web.name,
+    image: web.image,
+    from_digest: `sha256:${'1'.repeat(64)}`,
+    to_digest: `sha256:${'2'.repeat(64)}`,
+    started_at: now,
+    finished_at: now,
+    result: 'rolled_back',
+    error: reason,
+  };
+  const { ctx, p } = await ownPage(app);
+  let socket = null;
+  const frames = [];
+  let updateAnswer = { status: 200, json: { status: 'updating' } };
+  const updates = [];
+  try {
+    await p.route((url) => url.pathname === '/api/images', (route) => route.fulfill({ json: groups }));
+    await p.route((url) => url.pathname === '/api/services', (route) => route.fulfill({ json: services }));
+    let adopted = null;
+    await p.route(
+      (url) => /^\/api\/services\/[^/]+\/progress$/.test(url.pathname),
+      (route) => (adopted ? route.fulfill({ json: adopted }) : route.fulfill({ status: 404, contentType: 'text/plain', body: 'no progress\n' })),
+    );
+    await p.route((url) => url.pathname === '/api/history', (route) => route.fulfill({ json: [historyEntry] }));
+    await p.route((url) => /^\/api\/services\/[^/]+\/update$/.test(url.pathname), (route) => {
+      updates.push(route.request().url());
+      const { status, json, body } = updateAnswer;
+      return json ? route.fulfill({ status, json }) : route.fulfill({ status, contentType: 'text/plain', body });
+    });
+    await p.routeWebSocket('**/api/ws', (ws) => {
+      socket = ws;
+      ws.send(JSON.stringify({ type: 'images', data: groups }));
+      ws.send(JSON.stringify({ type: 'services', data: services }));
+    });
+    const send = (message) => {
+      frames.push(message.type);
+      socket.send(JSON.stringify(message));
+    };
+    const progress = (service, data) =>
+      send({
+        type: 'service_progress',
+        service_id: service.id,
+        data: { service_id: service.id, service: service.name, image: `${service.image}@sha256:${'2'.repeat(64)}`, message: null, updated: 0, total: 0, done: false, ...data },
+      });
+    await p.goto(app.url);
+    const card = serviceCard(p, web.name);
+    await card.waitFor({ state: 'visible' });
+    // Services in name order; counts of services alike; no empty "no containers" panel.
+    const names = await p.locator('article.service-card').evaluateAll((cards) => cards.map((c) => c.dataset.name));
+    assert.deepEqual(names, services.map((s) => s.name));
+    const count = async (f) => Number(await p.locator(`[data-count="${f}"]`).textContent());
+    assert.deepEqual([await count('all'), await count('outdated'), await count('uptodate'), await count('unknown')], [4, 1, 2, 1]);
+    assert.equal(await p.locator('#empty').isVisible(), false);
+    assert.equal(await p.locator('#containers-head').isVisible(), true);
+    assert.equal((await p.locator('#containers-count').textContent()).trim(), '1');
+    assert.equal((await p.locator('#services-count').textContent()).trim(), '3');
+    // Services first, then the containers.
+    assert.equal(
+      await p.evaluate(() => Boolean(document.getElementById('services').compareDocumentPosition(document.getElementById('list')) & Node.DOCUMENT_POSITION_FOLLOWING)),
+      true,
+    );
+    // The keyboard: the switch, then Update.
+    await card.getByRole('switch').focus();
+    await p.keyboard.press('Tab');
+    assert.equal(await card.getByRole('button', { name: `Update service ${web.name}` }).evaluate((b) => b === document.activeElement), true);
+    // A global service; one short of its replicas, with Swarm's last rollback and a failed task; a finished update is quiet.
+    assert.match(await serviceCard(p, exporter.name).locator('.replicas').textContent(), /^global · 1 running$/);
+    const workerCard = serviceCard(p, worker.name);
+    assert.match(await workerCard.locator('.replicas').textContent(), /replicas 1\/2/);
+    assert.equal(await workerCard.locator('.replicas').evaluate((el) => el.classList.contains('short')), true);
+    assert.match(await workerCard.locator('.swarm-note').textContent(), /Swarm rolled its last update back\.\s*rollback completed/);
+    assert.match(await workerCard.locator('.card-error').textContent(), /401 unauthorized/);
+    assert.match(await workerCard.locator('li.task[data-state="failed"] .task-error').textContent(), /non-zero exit/);
+    assert.equal(await card.locator('.swarm-note').isVisible(), false);
+    assert.equal((await card.locator('.last-update').textContent()).trim(), 'last Swarm update completed');
+    assert.equal(await workerCard.getByRole('button', { name: /^Update service/ }).isVisible(), false, 'unknown: no Update');
+    // Search: by a task's container id too.
+    await p.fill('#search', '222222');
+    await until('only shop-web', async () => JSON.stringify(await p.locator('article.service-card:visible').evaluateAll((c) => c.map((x) => x.dataset.name))) === JSON.stringify([web.name]));
+    assert.equal((await p.locator('#services-count').textContent()).trim(), '1 of 3');
+    assert.equal(await p.locator('#containers-head').isVisible(), false, 'no heading over no containers');
+    await p.fill('#search', '');
+    await p.locator('#search').blur();
+    await snap(p, 'services-mocked');
+
+    // Update → confirm → Swarm's progress, then its rollback, frame by frame.
+    await card.getByRole('button', { name: `Update service ${web.name}` }).click();
+    await p.locator('#confirm').waitFor({ state: 'visible' });
+    assert.match(await p.locator('#confirm').textContent(), /its 3 tasks are replaced one after another/);
+    await p.locator('#confirm [data-confirm]').click();
+    await until('POST sent', async () => updates.length === 1);
+    const bar = card.locator('[role="progressbar"]');
+    await bar.waitFor({ state: 'visible' });
+    progress(web, { state: 'starting' });
+    progress(web, { state: 'updating', updated: 1, total: 3 });
+    await until('1/3', async () => (await card.locator('.job-detail').textContent()) === '1/3 tasks on the new image');
+    assert.equal((await card.locator('.job-phase').textContent()).trim(), 'Updating');
+    assert.equal(await bar.getAttribute('aria-valuenow'), '33');
+    assert.equal(await card.locator('.badge-group').getAttribute('data-status'), 'updating');
+    progress(web, { state: 'paused', updated: 1, total: 3, message: 'update paused due to failure or early termination of task tdn2xk8ckdsc59ljyiehgyczy' });
+    progress(web, { state: 'rollback_started', updated: 1, total: 3, message: 'update rollback started' });
+    await until('rolling back', async () => (await card.locator('.job-phase').textContent()) === 'Rolling back');
+    assert.equal(await card.locator('.job').getAttribute('data-tone'), 'rollback');
+    assert.equal((await card.locator('.job-detail').textContent()).trim(), 'update rollback started');
+    assert.equal(await card.locator('.badge-group').getAttribute('data-status'), 'rolling_back');
+    // No count while it rolls back: an indeterminate bar.
+    assert.equal(await bar.getAttribute('aria-valuenow'), null);
+    assert.equal((await card.locator('.job-pct').textContent()).trim(), '');
+    assert.equal(await card.locator('.tasks-lag').isVisible(), true, 'the tasks say they lag behind the live progress');
+    await snap(p, 'service-rolling-back', { only: [['desktop', DESKTOP, 'light'], ['phone', PHONE, 'dark']] });
+    progress(web, { state: 'rolled_back', updated: 0, total: 3, message: reason, done: true });
+    send({ type: 'history', data: historyEntry });
+    send({ type: 'services', data: services.map((s) => (s === web ? { ...web, update_state: 'rollback_completed', update_message: 'rollback completed' } : s)) });
+    const rolled = card.locator('.outcome-rolled_back[role="alert"]');
+    await rolled.waitFor({ state: 'visible' });
+    assert.equal((await rolled.locator('.reason').textContent()).trim(), reason);
+    assert.match(await rolled.textContent(), /Rolled back:.*Swarm put the previous image back/s);
+    assert.equal(await card.locator('.badge-group').getAttribute('data-status'), 'failed');
+    assert.equal(await card.locator('.tasks-lag').isVisible(), false);
+    // The page shows its own outcome: Swarm's note would only repeat it.
+    assert.equal(await card.locator('.swarm-note').isVisible(), false);
+    await until('announced', async () => /Service shop-web rolled back/.test(await p.locator('#announcer').textContent()));
+    await snap(p, 'service-rolled-back');
+
+    // Retry, refused by the API: its reason inline, "Nothing was changed"; Dismiss goes back to Update.
+    updateAnswer = { status: 409, body: 'registry digest unknown: registry.example:5000/shop/web:2\n' };
+    await rolled.getByRole('button', { name: `Retry the update of service ${web.name}` }).click();
+    const refused = card.locator('.outcome-failed[role="alert"]');
+    await refused.waitFor({ state: 'visible' });
+    assert.equal((await refused.locator('.reason').textContent()).trim(), 'registry digest unknown: registry.example:5000/shop/web:2');
+    assert.match(await refused.textContent(), /Nothing was changed\./);
+    assert.equal(updates.length, 2);
+    await refused.getByRole('button', { name: `Dismiss the message about service ${web.name}` }).focus();
+    await p.keyboard.press('Enter');
+    await refused.waitFor({ state: 'detached' });
+    assert.equal(await card.getByRole('button', { name: `Update service ${web.name}` }).isVisible(), true);
+    await until('focus kept in the card', async () => card.evaluate((el) => el.contains(document.activeElement)));
+    assert.equal(await card.locator('.swarm-note').isVisible(), true, 'Swarm’s own word on its last update is back');
+
+    // An update nobody clicked (auto-update): the card follows it all the same.
+    progress(exporter, { state: 'updating', updated: 0, total: 1 });
+    const other = serviceCard(p, exporter.name);
+    await until('followed', async () => (await other.locator('.job-detail').textContent().catch(() => '')) === '0/1 task on the new image');
+    progress(exporter, { state: 'updated', updated: 1, total: 1, done: true });
+    await other.locator('.outcome-ok').waitFor({ state: 'visible' });
+    assert.match(await other.locator('.outcome-ok').textContent(), /Updated\.\s*Its task runs the new image\./);
+
+    // The history marks a service's entry as one.
+    await p.click('#history-open');
+    const entry = p.locator('#history .history-item').first();
+    await entry.waitFor();
+    assert.equal(await entry.getAttribute('data-kind'), 'service');
+    assert.equal(await entry.getAttribute('data-result'), 'rolled_back');
+    await p.keyboard.press('Escape');
+
+    // 390 px, dark: nothing scrolls sideways, every target is 44 px.
+    await p.setViewportSize(PHONE);
+    await p.emulateMedia({ colorScheme: 'dark' });
+    await p.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    assert.deepEqual(await phoneProblems(p), { overflow: 0, small: [] });
+    await p.setViewportSize(DESKTOP);
+    await p.emulateMedia({ colorScheme: 'light' });
+
+    // A page opened while Swarm runs shipshape's update picks its progress up.
+    adopted = { service_id: web.id, service: web.name, image: `${web.image}@sha256:${'2'.repeat(64)}`, state: 'updating', message: null, updated: 2, total: 3, done: false };
+    send({ type: 'services', data: services.map((s) => (s === web ? { ...web, update_state: 'updating', update_message: 'update in progress' } : s)) });
+    await until('adopted', async () => (await card.locator('.job-detail').textContent().catch(() => '')) === '2/3 tasks on the new image');
+    assert.equal(await card.locator('.badge-group').getAttribute('data-status'), 'updating');
+    progress(web, { state: 'updated', updated: 3, total: 3, done: true });
+    await card.locator('.outcome-ok').waitFor({ state: 'visible' });
+
+    // A manager without services says so.
+    send({ type: 'services', data: [] });
+    await p.locator('#services-none').waitFor({ state: 'visible' });
+    assert.equal(await p.locator('article.service-card').count(), 0);
+  } finally {
+    await ctx.close();
+  }
+});
+
 test('phone: 390×844 in dark mode nothing scrolls sideways, touch targets are 44 px, the theme choice persists', async () => {
   await page.setViewportSize(PHONE);
   await narrow(page);
@@ -830,15 +1294,8 @@ async function phoneDark(theme) {
   assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), 'dark');
   assert.equal(await page.evaluate(() => getComputedStyle(document.body).colorScheme), 'dark');
   await until('rows', async () => (await page.locator('li.row:visible').count()) >= 7);
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  const { overflow, small } = await phoneProblems(page);
   assert.equal(overflow, 0, 'horizontal overflow');
-  const small = await page.evaluate(() =>
-    [...document.querySelectorAll('button, input, a[href], [role="switch"]')]
-      .filter((el) => el.offsetParent !== null && !el.closest('dialog:not([open])') && !el.classList.contains('skip-link'))
-      .map((el) => [el.id || el.className || el.tagName, el.getBoundingClientRect()])
-      .filter(([, r]) => r.height < 44 || r.width < 44)
-      .map(([n, r]) => `${n} ${Math.round(r.width)}×${Math.round(r.height)}`),
-  );
   assert.deepEqual(small, []);
   await page.screenshot({ path: join(SHOTS, `${String(++shotNumber).padStart(2, '0')}-phone-dark-chosen.png`), fullPage: true, animations: 'disabled' });
 }

@@ -14,8 +14,10 @@ const RESULTS = {
 };
 
 export class History {
-  constructor(panel) {
+  /** @param {{isService?: (name: string) => boolean}} options  which names are Swarm services' */
+  constructor(panel, { isService = () => false } = {}) {
     this.panel = panel;
+    this.isService = isService;
     this.list = panel.querySelector('.history-list');
     this.state = panel.querySelector('.history-state');
     this.entries = null;
@@ -71,7 +73,7 @@ export class History {
     }
     this.state.hidden = true;
     const now = Date.now();
-    for (const e of this.entries) this.list.append(entryItem(e, now));
+    for (const e of this.entries) this.list.append(entryItem(e, now, this.isService(e.container_name)));
   }
 
   tick() {
@@ -79,13 +81,14 @@ export class History {
   }
 }
 
-function entryItem(e, now) {
+/** One entry; a service's update (recorded under its name) is marked as one. */
+function entryItem(e, now, service) {
   const result = RESULTS[e.result] || { word: e.result, icon: 'question', status: 'unknown' };
   const from = e.from_digest ? shortDigest(e.from_digest) : '—';
   const to = e.to_digest ? shortDigest(e.to_digest) : '—';
   return h(
     'li',
-    { class: 'history-item', dataset: { result: e.result } },
+    { class: 'history-item', dataset: { result: e.result, kind: service ? 'service' : 'container' } },
     h(
       'div',
       { class: 'history-head' },
@@ -93,7 +96,12 @@ function entryItem(e, now) {
       h('strong', { class: 'history-name' }, e.container_name),
       h('time', { datetime: e.finished_at, title: when(e.finished_at), class: 'history-when' }, ago(e.finished_at, now)),
     ),
-    h('div', { class: 'history-image' }, e.image),
+    h(
+      'div',
+      { class: 'history-image' },
+      service ? h('span', { class: 'history-kind', title: 'A Swarm service, updated by Swarm task by task' }, icon('layers'), 'service') : null,
+      e.image,
+    ),
     h(
       'div',
       { class: 'history-digests' },

@@ -13,6 +13,7 @@ export const STATUS = {
   partial: { word: 'Partly outdated', icon: 'partial' },
   unknown: { word: 'Unknown', icon: 'question' },
   updating: { word: 'Updating', icon: 'refresh' },
+  rolling_back: { word: 'Rolling back', icon: 'undo' },
   failed: { word: 'Update failed', icon: 'x' },
 };
 
@@ -86,7 +87,7 @@ const POLICY_TITLES = {
 };
 
 /** The `→` between two versions or digests, read as “to”. */
-function arrow() {
+export function arrow() {
   return h('span', { class: 'arrow', role: 'img', 'aria-label': 'to' }, '→');
 }
 
@@ -94,7 +95,7 @@ function arrow() {
  * The image name in pieces that wrap only after a `/` (a long piece still
  * breaks rather than overflow); a registry host is muted, the tag too.
  */
-function imageName(image) {
+export function imageName(image) {
   const [name, tag] = splitImage(image);
   const parts = name.split('/');
   const host = parts.length > 1 && /[.:]|^localhost$/.test(parts[0]);
@@ -110,7 +111,7 @@ function imageName(image) {
  * gone or hidden by a change (Update becomes a progress bar, Retry an
  * outcome), focus moves to `fallback` in the same row or card.
  */
-function keepFocus(focused, scope, fallback) {
+export function keepFocus(focused, scope, fallback) {
   if (!focused) return;
   const gone = !scope.contains(focused) || focused.hidden || focused.disabled || focused.closest('[hidden]');
   if (gone && fallback && !fallback.disabled) fallback.focus();

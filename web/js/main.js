@@ -8,6 +8,7 @@ import { History } from './history.js';
 import { Jobs, SUCCESS_SHOWN_MS } from './jobs.js';
 import { kindBadge, List, matches, splitImage } from './list.js';
 import { Live } from './live.js';
+import { ServiceJobs, ServiceList, SERVICE_SUCCESS_MS, serviceMatches, wantedTasks } from './services.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -26,13 +27,24 @@ const state = {
   filter: readFilter(),
   /** name → {group, item}: the last place a container was seen, for rows kept during an update */
   lastSeen: new Map(),
-  /** name → time of the last REST poll of its job */
+  /** name (or `service:<id>`) → time of the last REST poll of its job */
   polled: new Map(),
+  /** Swarm services, as the API lists them (null: none known yet) */
+  services: null,
+  /** The engine is a swarm manager: the Services section is shown. */
+  swarm: false,
 };
 
 const jobs = new Jobs();
 const list = new List($('list'), { update, updateAll, updateTo, toggleAuto, retry, dismiss });
-const historyPanel = new History($('history'));
+const serviceJobs = new ServiceJobs();
+const serviceList = new ServiceList($('service-list'), {
+  update: confirmServiceUpdate,
+  toggleAuto: toggleServiceAuto,
+  retry: retryService,
+  dismiss: dismissService,
+});
+const historyPanel = new History($('history'), { isService: (name) => !!state.services?.some((s) => s.name === name) });
 const live = new Live({
   message: onMessage,
   status: showConnection,
@@ -51,8 +63,9 @@ async function boot({ afterLogin = false } = {}) {
   }
   state.auth = status?.enabled !== false;
   let groups;
+  let services;
   try {
-    groups = await api('/api/images', { quiet401: true });
+    [groups, services] = await Promise.all([api('/api/images', { quiet401: true }), loadServices()]);
   } catch (error) {
     if (error.status === 401) showLogin();
     else showFailure(error);
@@ -60,6 +73,7 @@ async function boot({ afterLogin = false } = {}) {
   }
   show('dash');
   setGroups(groups);
+  setServices(services);
   live.start();
   // The form that had focus is gone: the list takes it (no on-screen keyboard pops up).
   if (afterLogin) $('list').focus();
@@ -82,6 +96,8 @@ function show(screen) {
   if (screen === 'loading') {
     $('empty').hidden = true;
     $('nomatch').hidden = true;
+    $('services').hidden = true;
+    $('containers-head').hidden = true;
   }
   setAttr($('list'), 'aria-busy', screen === 'loading' ? 'true' : 'false');
   if (screen !== 'dash') document.title = 'shipshape';
@@ -167,6 +183,8 @@ async function logout() {
     }
   }
   state.groups = [];
+  state.services = null;
+  state.swarm = false;
   showLogin('You are logged out.');
 }
 
@@ -182,11 +200,73 @@ function setGroups(groups) {
   scheduleRender();
 }
 
+/**
+ * The services over REST: `[]` on a plain engine (and on a manager without
+ * services: the websocket tells those apart). A failure other than a lost
+ * session leaves the services as they were.
+ */
+async function loadServices() {
+  try {
+    return await api('/api/services', { quiet401: true });
+  } catch (error) {
+    if (error.status === 401) throw error;
+    return null;
+  }
+}
+
+function setServices(services, fromSocket = false) {
+  if (!Array.isArray(services)) return;
+  // Only a manager sends `services`; over REST only a list with some says so.
+  if (fromSocket || services.length > 0) state.swarm = true;
+  state.services = services;
+  adoptRunning(services);
+  scheduleRender();
+}
+
+/**
+ * A service Swarm is updating when the page opens (or comes back) may be
+ * shipshape's update: its progress, once, over REST.
+ */
+function adoptRunning(services) {
+  for (const service of services) {
+    if (!['updating', 'rollback_started'].includes(service.update_state)) continue;
+    if (serviceJobs.get(service.id)) continue;
+    const key = `service:${service.id}`;
+    if (Date.now() - (state.polled.get(key) || 0) < 10000) continue;
+    state.polled.set(key, Date.now());
+    api(`/api/services/${encodeURIComponent(service.id)}/progress`, { quiet401: true })
+      .then((progress) => {
+        if (progress && !progress.done && !serviceJobs.get(service.id)) {
+          serviceJobs.progress(service.id, progress);
+          scheduleRender();
+        }
+      })
+      .catch(() => {});
+  }
+}
+
+function findService(id) {
+  return state.services?.find((s) => s.id === id) || null;
+}
+
 function onMessage(message) {
   switch (message?.type) {
     case 'images':
       setGroups(message.data);
       break;
+    case 'services':
+      setServices(message.data, true);
+      break;
+    case 'service_progress': {
+      const id = message.service_id || message.data?.service_id;
+      const before = serviceJobs.get(id)?.state;
+      const job = serviceJobs.progress(id, message.data);
+      if (job) {
+        if (job.state === 'ended' && before !== 'ended') serviceEnded(job);
+        scheduleRender();
+      }
+      break;
+    }
     case 'progress': {
       const before = jobs.get(jobs.names.get(message.container_id))?.state;
       const name = jobs.progress(message.container_id, message.data);
@@ -215,6 +295,20 @@ function ended(job) {
   announceOutcome(job);
 }
 
+/** A service update just ended: say so, and let a success fade after a while. */
+function serviceEnded(job) {
+  if (job.outcome.kind === 'updated') {
+    setTimeout(() => {
+      if (serviceJobs.expire()) scheduleRender();
+    }, SERVICE_SUCCESS_MS + 100);
+    announce(`Service ${job.name} updated.`);
+  } else if (job.outcome.kind === 'rolled_back') {
+    announce(`Service ${job.name} rolled back: ${job.outcome.reason}`);
+  } else {
+    announce(`Update of service ${job.name} failed: ${job.outcome.reason}`);
+  }
+}
+
 function announceOutcome(job) {
   if (job.outcome.kind === 'updated') announce(`${job.name} updated.`);
   else if (job.outcome.kind === 'rolled_back') announce(`${job.name} rolled back: ${job.outcome.reason}`);
@@ -224,7 +318,9 @@ function announceOutcome(job) {
 /** Before the websocket reconnects: the full state over REST (and whether we may go on). */
 async function resync() {
   try {
-    setGroups(await api('/api/images', { quiet401: true }));
+    const [groups, services] = await Promise.all([api('/api/images', { quiet401: true }), loadServices()]);
+    setGroups(groups);
+    setServices(services);
   } catch (error) {
     if (error.status === 401) {
       showLogin(SESSION_ENDED);
@@ -242,13 +338,34 @@ async function resync() {
  */
 async function watchJobs(now = false) {
   if (state.screen !== 'dash') return;
-  const due = jobs.active().filter((job) => {
+  const dueJob = (key) => (job) => {
     if (job.state === 'requested') return false;
     const quiet = !live.open || Date.now() - job.lastEvent > QUIET_MS;
-    const recently = Date.now() - (state.polled.get(job.name) || 0) < WATCH_MS - 100;
+    const recently = Date.now() - (state.polled.get(key(job)) || 0) < WATCH_MS - 100;
     return (now || quiet) && !recently;
-  });
-  await Promise.all(due.map(pollJob));
+  };
+  const due = jobs.active().filter(dueJob((job) => job.name));
+  const dueServices = serviceJobs.active().filter(dueJob((job) => `service:${job.id}`));
+  await Promise.all([...due.map(pollJob), ...dueServices.map(pollServiceJob)]);
+}
+
+async function pollServiceJob(job) {
+  state.polled.set(`service:${job.id}`, Date.now());
+  try {
+    const progress = await api(`/api/services/${encodeURIComponent(job.id)}/progress`);
+    if (!serviceJobs.isActive(job.id)) return;
+    const after = serviceJobs.progress(job.id, progress);
+    if (after?.state === 'ended') serviceEnded(after);
+  } catch (error) {
+    if (error.status !== 404) return;
+    // The server no longer knows it (restarted, or the service is gone): the history does.
+    const outcome = await outcomeFromHistory(job);
+    if (!serviceJobs.isActive(job.id)) return;
+    serviceJobs.lost(job.id, outcome);
+    const after = serviceJobs.get(job.id);
+    if (after?.outcome) serviceEnded(after);
+  }
+  scheduleRender();
 }
 
 async function pollJob(job) {
@@ -476,6 +593,93 @@ async function toggleAuto(item, button) {
   }
 }
 
+/** Asks first: Swarm rolls the service out task by task and rolls it back on a failure. */
+async function confirmServiceUpdate(service, opener) {
+  if (serviceJobs.isActive(service.id)) return;
+  const n = wantedTasks(service);
+  const tasks = n === 1 ? 'its task' : `its ${n} tasks`;
+  const ok = await confirmDialog({
+    title: `Update service ${service.name}?`,
+    body: [
+      h(
+        'div',
+        { class: 'dialog-move' },
+        h('code', { class: 'dialog-image' }, service.image),
+        h(
+          'span',
+          { class: 'dialog-digests' },
+          h('code', { title: service.digest }, shortDigest(service.digest)),
+          h('span', { class: 'arrow', role: 'img', 'aria-label': 'to' }, ' → '),
+          h('code', { title: service.remote_digest }, shortDigest(service.remote_digest)),
+        ),
+      ),
+      h(
+        'p',
+        {},
+        `Swarm rolls the new image out task by task: ${tasks} are replaced one after another (or as the service’s own update settings say), each new task watched before the next.`,
+      ),
+      h('p', {}, h('strong', {}, 'If a new task fails, Swarm rolls the service back'), ' to the image it runs now.'),
+    ],
+    confirm: 'Update service',
+    opener,
+  });
+  if (!ok) return;
+  await updateService(findService(service.id) || service);
+}
+
+async function updateService(service) {
+  if (!serviceJobs.request(service)) return;
+  scheduleRender();
+  try {
+    await api(`/api/services/${encodeURIComponent(service.id)}/update`, { method: 'POST' });
+    serviceJobs.accepted(service.id);
+  } catch (error) {
+    if (error.status === 401) return;
+    serviceJobs.refused(service.id, describe(error));
+  }
+  scheduleRender();
+}
+
+function retryService(id) {
+  const service = findService(id);
+  serviceJobs.dismiss(id);
+  if (!service) {
+    toast('That service is gone.', 'error');
+    scheduleRender();
+    return;
+  }
+  updateService(service);
+}
+
+function dismissService(id) {
+  serviceJobs.dismiss(id);
+  scheduleRender();
+}
+
+async function toggleServiceAuto(service, button) {
+  if (button.dataset.pending) return;
+  button.dataset.pending = '1';
+  setAttr(button, 'aria-busy', 'true');
+  const before = service.auto_update;
+  service.auto_update = !before;
+  setAttr(button, 'aria-checked', service.auto_update ? 'true' : 'false');
+  try {
+    const answer = await api(`/api/services/${encodeURIComponent(service.id)}/auto-update`, { method: 'POST' });
+    service.auto_update = !!answer?.auto_update;
+    // The list the websocket sends next says the same; until then this copy does.
+    const current = findService(service.id);
+    if (current) current.auto_update = service.auto_update;
+    announce(`Auto-update ${service.auto_update ? 'on' : 'off'} for service ${service.name}.`);
+  } catch (error) {
+    service.auto_update = before;
+    if (error.status !== 401) toast(`Could not change auto-update of service ${service.name}: ${describe(error)}`, 'error');
+  } finally {
+    delete button.dataset.pending;
+    setAttr(button, 'aria-busy', null);
+    scheduleRender();
+  }
+}
+
 function findContainer(name) {
   for (const group of state.groups) {
     const item = group.containers.find((c) => c.container_name === name);
@@ -545,7 +749,9 @@ function displayed() {
 function render() {
   if (state.screen !== 'dash' || !state.loaded) return;
   const groups = displayed();
+  const services = state.swarm ? state.services || [] : [];
   const q = state.filter.q.trim();
+  // Counts, filters and the title take containers and services alike.
   const counts = { all: 0, outdated: 0, uptodate: 0, unknown: 0 };
   let outdatedTotal = 0;
   let total = 0;
@@ -559,6 +765,12 @@ function render() {
       if (c.status in counts) counts[c.status] += 1;
     }
   }
+  for (const s of services) {
+    if (s.status === 'outdated') outdatedTotal += 1;
+    if (!serviceMatches(s, q)) continue;
+    counts.all += 1;
+    if (s.status in counts) counts[s.status] += 1;
+  }
   for (const el of document.querySelectorAll('[data-count]')) setText(el, counts[el.dataset.count]);
   for (const chip of document.querySelectorAll('.chip[data-filter]')) {
     setAttr(chip, 'aria-pressed', chip.dataset.filter === state.filter.status ? 'true' : 'false');
@@ -566,9 +778,25 @@ function render() {
   document.title = outdatedTotal > 0 ? `${outdatedTotal} outdated · shipshape` : 'shipshape';
 
   const shown = list.render(groups, jobs, state.filter);
-  $('empty').hidden = total > 0 || groups.length > 0;
-  const nothing = shown === 0 && !(total === 0 && groups.length === 0);
+  const shownServices = serviceList.render(services, serviceJobs, state.filter);
+  const filtered = state.filter.status !== 'all' || q !== '';
+  // A manager without services says so, unless a filter is what hides them.
+  const servicesShown = state.swarm && (services.length === 0 ? !filtered : shownServices > 0);
+  $('services').hidden = !servicesShown;
+  $('services-none').hidden = services.length > 0;
+  setText($('services-count'), services.length === 0 ? '' : sectionCount(shownServices, services.length));
+  $('containers-head').hidden = !servicesShown || shown === 0;
+  setText($('containers-count'), sectionCount(shown, total));
+  // On a Swarm node with services, no other container is nothing to point out.
+  $('empty').hidden = total > 0 || groups.length > 0 || services.length > 0;
+  const nothing = shown === 0 && shownServices === 0 && !(total === 0 && groups.length === 0 && services.length === 0);
   $('nomatch').hidden = !nothing;
+  const search = state.swarm ? 'Search services and containers' : 'Search containers and images';
+  if ($('search').placeholder !== search) {
+    $('search').placeholder = search;
+    setText($('search-label'), search);
+    setText($('nomatch-title'), state.swarm ? 'Nothing matches' : 'No containers match');
+  }
   if (nothing) {
     const parts = [];
     if (state.filter.status !== 'all') parts.push(`status “${chipWord(state.filter.status)}”`);
@@ -577,13 +805,20 @@ function render() {
   }
 }
 
+/** `3`, or `2 of 3` while a filter hides some. */
+function sectionCount(shown, total) {
+  return shown === total ? String(total) : `${shown} of ${total}`;
+}
+
 function chipWord(status) {
   return document.querySelector(`.chip[data-filter="${status}"]`)?.textContent.replace(/\d+/g, '').trim() || status;
 }
 
 function tick() {
-  if (jobs.expire()) scheduleRender();
+  const expired = jobs.expire();
+  if (serviceJobs.expire() || expired) scheduleRender();
   list.tick();
+  serviceList.tick();
   historyPanel.tick();
 }
 

@@ -32,6 +32,9 @@ export function loadLab() {
   }
   // The one guard that matters most: only ever the lab's private daemon.
   if (!lab.dockerHost.includes(dir)) throw new Error(`refusing ${lab.dockerHost}: not the lab's private daemon`);
+  // The lab's one-node Swarm manager (a private dockerd of its own), when the lab has it.
+  lab.swarmHost = env.LAB_DOCKER_SWARM || null;
+  if (lab.swarmHost && !lab.swarmHost.includes(dir)) throw new Error(`refusing ${lab.swarmHost}: not the lab's Swarm engine`);
   return lab;
 }
 
@@ -59,6 +62,12 @@ export function docker(lab, args, { allowFail = false, env = {} } = {}) {
     if (allowFail) return null;
     throw new Error(`docker ${args.join(' ')} failed: ${e.stderr || e.message}`);
   }
+}
+
+/** The docker CLI against the lab's Swarm manager instead (`docker service …`). */
+export function onSwarm(lab, args, options = {}) {
+  if (!lab.swarmHost) throw new Error('no LAB_DOCKER_SWARM in the lab env: run scripts/lab up');
+  return docker(lab, args, { ...options, env: { ...options.env, DOCKER_HOST: lab.swarmHost } });
 }
 
 export function imageId(lab, ref) {
