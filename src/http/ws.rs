@@ -31,17 +31,16 @@ pub async fn connect(
     let counted = state.metrics.websocket_opened();
     actix_web::rt::spawn(async move {
         let _counted = counted;
-        let (first, mut services) = {
+        let (first, mut services, manager) = {
             let current = view.borrow_and_update();
-            (current.ws_message.clone(), current.ws_services_message())
+            (current.ws_message.clone(), current.ws_services_message(), current.services.is_some())
         };
         if session.text(first).await.is_err() {
             return;
         }
-        if let Some(message) = &services {
-            if session.text(message.clone()).await.is_err() {
-                return;
-            }
+        // On a plain engine there is no `services` message until it becomes a manager.
+        if manager && session.text(services.clone()).await.is_err() {
+            return;
         }
         let mut ping = tokio::time::interval(auth.ws_ping);
         ping.tick().await;
@@ -59,13 +58,12 @@ pub async fn connect(
                     if session.text(message).await.is_err() {
                         return;
                     }
-                    // Services only when they changed: most views have none.
+                    // Services only when they changed (`null` once the
+                    // engine is no longer a manager).
                     if now != services {
                         services = now;
-                        if let Some(message) = &services {
-                            if session.text(message.clone()).await.is_err() {
-                                return;
-                            }
+                        if session.text(services.clone()).await.is_err() {
+                            return;
                         }
                     }
                 }

@@ -79,10 +79,13 @@ impl View {
         }
     }
 
-    /// The websocket `services` message.
-    pub fn ws_services_message(&self) -> Option<String> {
-        let json = std::str::from_utf8(&self.services_json).ok()?;
-        self.services.as_ref().map(|_| format!(r#"{{"type":"services","data":{json}}}"#))
+    /// The websocket `services` message; `data` is `null` when the engine
+    /// is no (longer a) swarm manager.
+    pub fn ws_services_message(&self) -> String {
+        match (&self.services, std::str::from_utf8(&self.services_json)) {
+            (Some(_), Ok(json)) => format!(r#"{{"type":"services","data":{json}}}"#),
+            _ => r#"{"type":"services","data":null}"#.to_string(),
+        }
     }
 }
 

@@ -195,6 +195,8 @@ impl Handler<ServiceProgressed> for Services {
     type Result = ();
     fn handle(&mut self, ServiceProgressed(progress): ServiceProgressed, ctx: &mut Context<Self>) {
         let _ = self.events.send(progress.ws_message());
+        // The tasks change as the update goes: list them with each step.
+        self.list(ctx);
         if progress.done {
             self.running.remove(&progress.service_id);
             if let Some(entry) = &progress.history {

@@ -154,10 +154,15 @@ async fn follow(
             }
         };
         let tasks = swarm::tasks(docker, Some(&request.service_id)).await.unwrap_or_default();
-        let state = service.update_state.clone().unwrap_or_else(|| "starting".into());
+        // Until Swarm has begun ours, its status is the last update's.
+        let ours = service.update_started_at.is_some() && service.update_started_at != before.update_started_at;
+        let (state, message) = match ours {
+            true => (service.update_state.clone().unwrap_or_else(|| "starting".into()), service.update_message.clone()),
+            false => ("starting".into(), None),
+        };
         let next = ServiceProgress {
             state,
-            message: service.update_message.clone(),
+            message,
             updated: updated_tasks(&tasks, &request.image),
             total: service.replicas_desired.unwrap_or(service.replicas_running),
             ..progress.clone()

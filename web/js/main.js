@@ -215,6 +215,13 @@ async function loadServices() {
 }
 
 function setServices(services, fromSocket = false) {
+  if (fromSocket && services === null) {
+    // The engine is no longer a swarm manager.
+    state.swarm = false;
+    state.services = [];
+    scheduleRender();
+    return;
+  }
   if (!Array.isArray(services)) return;
   // Only a manager sends `services`; over REST only a list with some says so.
   if (fromSocket || services.length > 0) state.swarm = true;
