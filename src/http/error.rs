@@ -16,6 +16,9 @@ pub enum ApiError {
     UnknownAction,
     #[error("container not found")]
     ContainerNotFound,
+    /// A short id that containers of two engines start with: `host:id` or the full id says which.
+    #[error("ambiguous container id")]
+    AmbiguousContainer,
     #[error("image not found")]
     GroupNotFound,
     #[error("no progress")]
@@ -59,7 +62,9 @@ impl ResponseError for ApiError {
                 StatusCode::NOT_FOUND
             }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::OwnContainer | ApiError::MonitorOnly | ApiError::Excluded => StatusCode::CONFLICT,
+            ApiError::OwnContainer | ApiError::MonitorOnly | ApiError::Excluded | ApiError::AmbiguousContainer => {
+                StatusCode::CONFLICT
+            }
             ApiError::Unauthorized | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::CrossOrigin => StatusCode::FORBIDDEN,
@@ -120,6 +125,7 @@ impl From<InventoryError> for ApiError {
     fn from(e: InventoryError) -> Self {
         match e {
             InventoryError::ContainerNotFound => ApiError::ContainerNotFound,
+            InventoryError::AmbiguousContainer => ApiError::AmbiguousContainer,
             InventoryError::Store(e) => ApiError::Internal(e.to_string()),
         }
     }
@@ -157,6 +163,7 @@ mod tests {
             (ApiError::CrossOrigin, 403, "cross-origin request refused\n"),
             (ApiError::UnknownAction, 400, "unknown action\n"),
             (ApiError::ContainerNotFound, 404, "container not found\n"),
+            (ApiError::AmbiguousContainer, 409, "ambiguous container id\n"),
             (ApiError::NoProgress, 404, "no progress\n"),
             (ApiError::MethodNotAllowed, 405, "method not allowed\n"),
             (ApiError::Internal("secret detail".into()), 500, "internal error\n"),

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::AppState;
+use crate::inventory::resolve::Resolved;
 use crate::inventory::{CurrentView, FindContainer, ToggleAutoUpdate};
 use crate::jobs::supervisor::{GetProgress, StartUpdate};
 use crate::notify::SendTest;
@@ -34,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/groups/{image:.*}/update").route(web::post().to(update_group)))
                 .service(resource("/history").route(web::get().to(history)))
                 .service(resource("/engine").route(web::get().to(engine_state)))
+                .service(resource("/hosts").route(web::get().to(hosts)))
                 .service(resource("/settings").route(web::get().to(settings)))
                 .service(resource("/ws").route(web::get().to(super::ws::connect)))
                 .service(resource("/notify/test").route(web::post().to(notify_test)))
@@ -83,9 +85,15 @@ async fn list_images(query: web::Query<ImagesQuery>, state: web::Data<AppState>)
     HttpResponse::Ok().content_type("application/json").body(body)
 }
 
+/// The first engine's state (the only one's, with one engine).
 async fn engine_state(state: web::Data<AppState>) -> HttpResponse {
     let engine = state.engine.borrow().clone();
     HttpResponse::Ok().json(engine)
+}
+
+/// Every engine, in the configured order.
+async fn hosts(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(super::hosts_json(&state.hosts))
 }
 
 async fn settings(state: web::Data<AppState>) -> HttpResponse {
@@ -154,15 +162,12 @@ async fn container_action(req: HttpRequest, state: web::Data<AppState>) -> Resul
         Action::Update => {
             // Mid-update the container may be stopped or renamed, out of
             // the view: its running job answers for it.
-            let progress = state.jobs.send(GetProgress { container_id: id.to_string() }).await?;
-            if progress.is_some_and(|p| !p.is_final()) {
-                return Ok(updating());
+            match state.jobs.send(GetProgress { container_id: id.to_string() }).await? {
+                Resolved::One(p) if !p.is_final() => return Ok(updating()),
+                Resolved::Ambiguous => return Err(ApiError::AmbiguousContainer),
+                _ => {}
             }
-            let container = state
-                .inventory
-                .send(FindContainer { container_id: id.to_string() })
-                .await?
-                .ok_or(ApiError::ContainerNotFound)?;
+            let container = state.inventory.send(FindContainer { container_id: id.to_string() }).await??;
             let image_ref = container.image_ref.clone();
             state.jobs.send(StartUpdate { targets: vec![container], image_ref, automatic: false }).await??;
             Ok(updating())
@@ -170,14 +175,12 @@ async fn container_action(req: HttpRequest, state: web::Data<AppState>) -> Resul
         Action::Progress => {
             // A container in the middle of its update may be stopped or
             // renamed: its job answers for it.
-            if let Some(progress) = state.jobs.send(GetProgress { container_id: id.to_string() }).await? {
-                return Ok(HttpResponse::Ok().json(progress));
+            match state.jobs.send(GetProgress { container_id: id.to_string() }).await? {
+                Resolved::One(progress) => return Ok(HttpResponse::Ok().json(progress)),
+                Resolved::Ambiguous => return Err(ApiError::AmbiguousContainer),
+                Resolved::None => {}
             }
-            state
-                .inventory
-                .send(FindContainer { container_id: id.to_string() })
-                .await?
-                .ok_or(ApiError::ContainerNotFound)?;
+            state.inventory.send(FindContainer { container_id: id.to_string() }).await??;
             Err(ApiError::NoProgress)
         }
     }
@@ -194,12 +197,13 @@ async fn update_group(path: web::Path<String>, state: web::Data<AppState>) -> Re
         let view = state.view.borrow();
         let group = view.groups.iter().find(|g| g.image == image).ok_or(ApiError::GroupNotFound)?;
         // Excluded containers are not the group's to update; monitor-only
-        // ones go along so that the history says they were skipped.
-        group.containers.iter().filter(|c| !c.excluded).map(|c| c.container_id.clone()).collect()
+        // ones go along so that the history says they were skipped. A group
+        // spans engines: each container is named with its engine.
+        group.containers.iter().filter(|c| !c.excluded).map(|c| format!("{}:{}", c.host, c.container_id)).collect()
     };
     let mut targets = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some(container) = state.inventory.send(FindContainer { container_id: id }).await? {
+        if let Ok(container) = state.inventory.send(FindContainer { container_id: id }).await? {
             targets.push(container);
         }
     }

@@ -1,13 +1,14 @@
-//! The `Inventory` actor joins what the other actors know — the engine
+//! The `Inventory` actor joins what the other actors know — every engine's
 //! snapshot, registry results, persisted flags — into the one view that the
 //! API and the websocket serve. It publishes that view on a watch channel, so
 //! readers never wait on the actor and never call Docker per request.
 
+pub mod resolve;
 pub mod scope;
 pub mod view;
 pub mod window;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,8 +24,9 @@ use crate::jobs::supervisor::StartUpdate;
 use crate::registry::messages::{RemoteChanged, RemoteStates};
 use crate::registry::poller::ImagesSeen;
 use crate::store::{SetAutoUpdate, Store, StoreError};
+use resolve::{ContainerRef, Resolved};
 use scope::{Policy, Selection};
-use view::{build_groups, references, without_excluded, ImageGroup};
+use view::{build_fleet, flag_key, references, without_excluded, Flags, ImageGroup};
 use window::UpdateWindow;
 
 /// How often at most a changed view is published (and so sent to websockets).
@@ -66,6 +68,9 @@ pub type ViewReceiver = watch::Receiver<Arc<View>>;
 pub enum InventoryError {
     #[error("container not found")]
     ContainerNotFound,
+    /// A short id that containers of two engines start with.
+    #[error("ambiguous container id")]
+    AmbiguousContainer,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -77,16 +82,17 @@ pub struct ToggleAutoUpdate {
     pub container_id: String,
 }
 
-/// Looks a running container up by the id the API shows (12 chars or more).
+/// Looks a running container up by the id the API shows (12 chars or
+/// more), optionally as `host:id`.
 #[derive(Message)]
-#[rtype(result = "Option<Container>")]
+#[rtype(result = "Result<Container, InventoryError>")]
 pub struct FindContainer {
     pub container_id: String,
 }
 
 /// A container this instance may act on, and what it may do with it.
 #[derive(Message)]
-#[rtype(result = "Option<(Container, Selection)>")]
+#[rtype(result = "Result<(Container, Selection), InventoryError>")]
 pub struct FindSelected {
     pub container_id: String,
 }
@@ -98,7 +104,10 @@ pub struct FindSelected {
 pub struct CurrentView;
 
 pub struct Inventory {
-    engine: Arc<EngineSnapshot>,
+    /// Each engine's last snapshot, by engine name.
+    engines: BTreeMap<Arc<str>, Arc<EngineSnapshot>>,
+    /// The first engine: its containers' flags are stored by bare name.
+    primary: String,
     remote: RemoteStates,
     auto_update: HashMap<String, bool>,
     store: Addr<Store>,
@@ -122,7 +131,8 @@ impl Inventory {
     ) -> (Self, ViewReceiver) {
         let (publisher, receiver) = watch::channel(Arc::new(View::new(Vec::new())));
         let inventory = Self {
-            engine: Arc::default(),
+            engines: BTreeMap::new(),
+            primary: String::new(),
             remote: RemoteStates::new(),
             auto_update,
             store,
@@ -137,6 +147,19 @@ impl Inventory {
             window_was_open: true,
         };
         (inventory, receiver)
+    }
+
+    /// The first configured engine, whose containers' flags are kept by name.
+    pub fn with_primary(mut self, name: &str) -> Self {
+        self.primary = name.to_string();
+        self
+    }
+
+    /// The groups of every engine's containers, as they are now.
+    fn groups(&self) -> Vec<ImageGroup> {
+        let snapshots: Vec<&EngineSnapshot> = self.engines.values().map(|s| s.as_ref()).collect();
+        let flags = Flags { stored: &self.auto_update, primary: &self.primary };
+        build_fleet(&snapshots, &self.remote, flags, &self.policy)
     }
 
     /// Which containers are looked after, and when automatic updates may start.
@@ -172,7 +195,7 @@ impl Inventory {
 
     fn publish(&mut self) {
         self.last_publish = Some(Instant::now());
-        let groups = build_groups(&self.engine, &self.remote, &self.auto_update, &self.policy);
+        let groups = self.groups();
         self.publisher.send_if_modified(|current| {
             if current.groups == groups {
                 return false;
@@ -197,14 +220,14 @@ impl Inventory {
             tracing::debug!("outside the update window: no automatic update starts");
             return;
         }
-        let groups = build_groups(&self.engine, &self.remote, &self.auto_update, &self.policy);
+        let groups = self.groups();
         let mut updates: Vec<StartUpdate> = Vec::new();
         for group in groups.iter().filter(|g| checked.contains(&g.image)) {
             let targets: Vec<Container> = group
                 .containers
                 .iter()
                 .filter(|c| c.auto_update && !c.excluded && !c.monitor_only && c.status == view::Status::Outdated)
-                .filter_map(|c| self.find(&c.container_id).cloned())
+                .filter_map(|c| self.find(&ContainerRef { host: Some(&c.host), id: &c.container_id }).one().cloned())
                 .collect();
             let Some(image_ref) = targets.first().map(|c| c.image_ref.clone()) else { continue };
             tracing::info!(image = %group.image, containers = targets.len(), "auto-update");
@@ -234,16 +257,22 @@ impl Inventory {
         self.window_was_open = open;
     }
 
-    /// A running container of this instance's scope.
-    fn find(&self, container_id: &str) -> Option<&Container> {
-        if container_id.len() < 12 {
-            return None;
-        }
-        self.engine
-            .containers
+    /// A running container of this instance's scope, on any engine.
+    fn find(&self, target: &ContainerRef<'_>) -> Resolved<&Container> {
+        let in_scope = self
+            .engines
             .values()
-            .find(|c| c.id.starts_with(container_id))
-            .filter(|c| scope::select(&self.policy, &c.labels) != Selection::OutOfScope)
+            .flat_map(|s| s.containers.values())
+            .filter(|c| scope::select(&self.policy, &c.labels) != Selection::OutOfScope);
+        resolve::resolve(target, in_scope.map(|c| (c.host.as_str(), c.id.as_str(), c)))
+    }
+
+    fn find_text(&self, container_id: &str) -> Result<&Container, InventoryError> {
+        match self.find(&ContainerRef::parse(container_id)) {
+            Resolved::One(c) => Ok(c),
+            Resolved::None => Err(InventoryError::ContainerNotFound),
+            Resolved::Ambiguous => Err(InventoryError::AmbiguousContainer),
+        }
     }
 }
 
@@ -262,9 +291,10 @@ impl Actor for Inventory {
 
 impl Handler<EngineChanged> for Inventory {
     type Result = ();
-    fn handle(&mut self, EngineChanged(snapshot): EngineChanged, ctx: &mut Context<Self>) {
-        self.engine = snapshot;
-        let refs = references(self.engine.containers.values(), &self.policy);
+    fn handle(&mut self, EngineChanged { host, snapshot }: EngineChanged, ctx: &mut Context<Self>) {
+        self.engines.insert(host, snapshot);
+        // One reference for the whole fleet: the poller checks each once.
+        let refs = references(self.engines.values().flat_map(|s| s.containers.values()), &self.policy);
         let names: Vec<String> = refs.iter().map(|r| r.display_name()).collect();
         if names != self.known_refs {
             self.known_refs = names;
@@ -295,17 +325,17 @@ impl Handler<CurrentView> for Inventory {
 }
 
 impl Handler<FindContainer> for Inventory {
-    type Result = Option<Container>;
+    type Result = Result<Container, InventoryError>;
     fn handle(&mut self, msg: FindContainer, _: &mut Context<Self>) -> Self::Result {
-        self.find(&msg.container_id).cloned()
+        self.find_text(&msg.container_id).cloned()
     }
 }
 
 impl Handler<FindSelected> for Inventory {
-    type Result = Option<(Container, Selection)>;
+    type Result = Result<(Container, Selection), InventoryError>;
     fn handle(&mut self, msg: FindSelected, _: &mut Context<Self>) -> Self::Result {
-        let c = self.find(&msg.container_id)?;
-        Some((c.clone(), scope::select(&self.policy, &c.labels)))
+        let c = self.find_text(&msg.container_id)?;
+        Ok((c.clone(), scope::select(&self.policy, &c.labels)))
     }
 }
 
@@ -313,10 +343,12 @@ impl Handler<ToggleAutoUpdate> for Inventory {
     type Result = ResponseActFuture<Self, Result<bool, InventoryError>>;
 
     fn handle(&mut self, msg: ToggleAutoUpdate, _: &mut Context<Self>) -> Self::Result {
-        let Some((name, default)) =
-            self.find(&msg.container_id).map(|c| (c.name.clone(), scope::auto_update_default(&c.labels)))
-        else {
-            return Box::pin(actix::fut::ready(Err(InventoryError::ContainerNotFound)));
+        let found = self
+            .find_text(&msg.container_id)
+            .map(|c| (flag_key(&self.primary, &c.host, &c.name), scope::auto_update_default(&c.labels)));
+        let (name, default) = match found {
+            Ok(found) => found,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
         let enabled = !self.auto_update.get(&name).copied().unwrap_or(default);
         let save = self.store.send(SetAutoUpdate { container_name: name.clone(), enabled });

@@ -1,6 +1,7 @@
-//! The `RegistryPoller` actor: checks every image reference the engine runs
+//! The `RegistryPoller` actor: checks every image reference the engines run
 //! against its registry — at start, for each new image as soon as it is seen,
-//! every poll interval, and on demand — never two checks of one image at once.
+//! every poll interval, and on demand — never two checks of one image at once,
+//! and one check per reference for all engines.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use super::insecure::InsecureRegistries;
 use super::messages::{RemoteChanged, RemoteStates};
 use super::reference::ImageRef;
 use crate::docker::engine::{self, Docker};
+use crate::docker::model::RegistrySettings;
 use crate::metrics::Metrics;
 
 /// The distinct references of the running containers, sent whenever the set changes.
@@ -34,7 +36,8 @@ pub struct CheckNow;
 
 pub struct RegistryPoller {
     client: RegistryClient,
-    docker: Docker,
+    /// Every engine: their registry settings decide what is spoken to over plain http.
+    engines: Vec<Docker>,
     extra_insecure: Vec<String>,
     ignored: IgnoredRegistries,
     interval: Duration,
@@ -51,7 +54,7 @@ pub struct RegistryPoller {
 impl RegistryPoller {
     pub fn new(
         client: RegistryClient,
-        docker: Docker,
+        engines: Vec<Docker>,
         extra_insecure: Vec<String>,
         ignored: IgnoredRegistries,
         interval: Duration,
@@ -59,7 +62,7 @@ impl RegistryPoller {
     ) -> Self {
         Self {
             client,
-            docker,
+            engines,
             extra_insecure,
             ignored,
             interval,
@@ -104,9 +107,9 @@ impl RegistryPoller {
             return done;
         }
         let client = self.client.clone();
-        let (docker, extra, ignored) = (self.docker.clone(), self.extra_insecure.clone(), self.ignored.clone());
-        // The engine decides which registries may be spoken to over plain
-        // http; ask it each round so configuration changes are picked up.
+        let (engines, extra, ignored) = (self.engines.clone(), self.extra_insecure.clone(), self.ignored.clone());
+        // The engines decide which registries may be spoken to over plain
+        // http; ask them each round so configuration changes are picked up.
         let docker_config = self.docker_config.clone();
         let refresh_insecure = {
             let client = client.clone();
@@ -116,9 +119,19 @@ impl RegistryPoller {
                         client.set_docker_config(config);
                     }
                 }
-                match engine::registry_settings(&docker).await {
-                    Ok(settings) => client.set_insecure(InsecureRegistries::from_engine(&settings, &extra)),
-                    Err(e) => tracing::debug!("engine info unavailable, keeping insecure-registry list: {e}"),
+                let answers = futures::future::join_all(engines.iter().map(engine::registry_settings)).await;
+                let mut known = Vec::with_capacity(answers.len());
+                for answer in answers {
+                    match answer {
+                        Ok(settings) => known.push(settings),
+                        Err(e) => tracing::debug!("engine info unavailable: {e}"),
+                    }
+                }
+                if known.is_empty() {
+                    tracing::debug!("no engine info, keeping the insecure-registry list");
+                } else {
+                    let settings = RegistrySettings::merge(known);
+                    client.set_insecure(InsecureRegistries::from_engine(&settings, &extra));
                 }
             }
         };

@@ -39,6 +39,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/0002_auth.sql")),
         M::up(include_str!("../../migrations/0003_jobs.sql")),
         M::up(include_str!("../../migrations/0004_hashed_session_ids.sql")),
+        M::up(include_str!("../../migrations/0005_hosts.sql")),
     ])
 }
 
