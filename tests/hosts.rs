@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use common::engine_proxy::EngineProxy;
 use common::flaky_proxy::{FlakyProxy, Script};
 use common::jobs::{
-    check_history_shape, history_of, image_id, inspect, lab_image, only_one_running, post_update, run, wait_history,
-    Cleanup, JOB_PATIENCE,
+    check_history_shape, encode_image, history_of, image_id, inspect, lab_image, only_one_running, post_group_update,
+    post_update, run, wait_history, Cleanup, JOB_PATIENCE,
 };
 use common::{group, lab, run_shipshape, short, spawn_app_with, unique, Lab, TestApp};
 use futures::StreamExt;
@@ -138,6 +138,36 @@ async fn one_image_on_two_engines_is_one_group_checked_once() {
     assert_eq!(group(&images, &image)["status"], "uptodate");
     let manifests = proxy.requests_matching(&format!("/v2/{repo}/manifests/*"));
     assert_eq!(manifests, 1, "one request serves both engines: {:?}", proxy.path_counts());
+
+    // `shipshape check` sees the fleet the same way, with one request too.
+    proxy.reset_counts();
+    let hosts_list = format!("one={},two={}", lab.docker_host, lab2.docker_host);
+    let checked = shipshape_check(&lab, &[("SHIPSHAPE_DOCKER_HOSTS", &hosts_list)]);
+    let g = group(&checked, &image);
+    let engines: Vec<&str> =
+        g["containers"].as_array().expect("containers").iter().filter_map(|c| c["host"].as_str()).collect();
+    assert_eq!((engines, g["status"].as_str()), (vec!["one", "two"], Some("uptodate")), "{g:#}");
+    assert_eq!(proxy.requests_matching(&format!("/v2/{repo}/manifests/*")), 1, "{:?}", proxy.path_counts());
+}
+
+/// `shipshape check --json`, as the service is started.
+fn shipshape_check(lab: &Lab, env: &[(&str, &str)]) -> Vec<Value> {
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shipshape"));
+    cmd.args(["check", "--json"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("DOCKER_HOST", &lab.docker_host)
+        .env("DOCKER_CONFIG", &lab.docker_config)
+        .env("SHIPSHAPE_DATA_DIR", home.path())
+        .env("SHIPSHAPE_IGNORE_REGISTRIES", "docker.io");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("shipshape check runs");
+    assert!(out.status.success(), "check failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("check --json prints JSON")
 }
 
 #[tokio::test]
@@ -191,6 +221,19 @@ async fn an_update_runs_on_the_containers_own_engine_only() {
     .await;
     clean2.images.push(pulled);
     clean1.images.push(old);
+
+    // The group spans both engines: its update reaches engine one's container,
+    // and leaves engine two's (already on the new image) as it is.
+    post_group_update(&app, &encode_image(&image)).await;
+    let entries = wait_history(&app, &name, 3, JOB_PATIENCE).await;
+    let newest: Vec<(&str, &str)> = entries[..2]
+        .iter()
+        .map(|e| (e["host"].as_str().unwrap_or_default(), e["result"].as_str().unwrap_or_default()))
+        .collect();
+    assert!(newest.contains(&("one", "updated")) && newest.contains(&("two", "unchanged")), "{entries:#?}");
+    assert_ne!(only_one_running(&lab, &name), id1);
+    assert_eq!(only_one_running(&lab2, &name), new2);
+    clean1.images.push(image_id(&lab, &image));
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

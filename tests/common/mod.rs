@@ -64,9 +64,19 @@ pub fn lab() -> Lab {
         tls_registry: get("LAB_TLS_REGISTRY"),
         certs_d: PathBuf::from(get("LAB_CERTS_D")),
         tls_ca: PathBuf::from(get("LAB_TLS_CA")),
-        docker_host2: get_opt("LAB_DOCKER_HOST2"),
-        docker_host2_tls: get_opt("LAB_DOCKER_HOST2_TLS"),
-        docker_host2_certs: get_opt("LAB_DOCKER_HOST2_CERTS").map(PathBuf::from),
+        // An env file written by an older scripts/lab lacks them: the second
+        // engine is found where scripts/lab keeps it.
+        docker_host2: get_opt("LAB_DOCKER_HOST2").or_else(|| {
+            let socket = dir.join("host2/docker.sock");
+            socket.exists().then(|| format!("unix://{}", socket.display()))
+        }),
+        docker_host2_tls: get_opt("LAB_DOCKER_HOST2_TLS").or_else(|| {
+            let port = std::fs::read_to_string(dir.join("host2/tcp-port")).ok()?;
+            Some(format!("tcp://127.0.0.1:{}", port.trim()))
+        }),
+        docker_host2_certs: get_opt("LAB_DOCKER_HOST2_CERTS")
+            .map(PathBuf::from)
+            .or_else(|| Some(dir.join("host2/client")).filter(|d| d.is_dir())),
         dir,
     };
     // The one guard that matters most: tests only ever use the private daemon.

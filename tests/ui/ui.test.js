@@ -17,7 +17,8 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { App, freePort } from './lib/app.js';
-import { buildImage, containersNamed, docker, loadLab, remove, removeImages, run } from './lib/lab.js';
+import { createServer, connect } from 'node:net';
+import { buildImage, containersNamed, docker, host2, loadLab, remove, removeImages, run } from './lib/lab.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const SHOTS = join(ROOT, 'target/ui-screenshots');
@@ -810,6 +811,116 @@ test('states the lab cannot produce (mocked): API down on load → error panel w
     await p3.screenshot({ path: join(SHOTS, `${String(++shotNumber).padStart(2, '0')}-login-brake-phone-dark.png`), fullPage: true });
   } finally {
     await ctx3.close();
+  }
+});
+
+/**
+ * A unix-socket proxy in front of a lab engine, in this process: `close()`
+ * cuts every connection and removes the socket (the engine goes away).
+ */
+async function engineProxy(path, upstream) {
+  const sockets = new Set();
+  const server = createServer((client) => {
+    const engine = connect(upstream.replace(/^unix:\/\//, ''));
+    for (const s of [client, engine]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {
+        client.destroy();
+        engine.destroy();
+      });
+    }
+    client.pipe(engine);
+    engine.pipe(client);
+  });
+  await new Promise((resolve, reject) => server.once('error', reject).listen(path, resolve));
+  return {
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+test('several engines: each row names its engine, a filter picks one, an engine that stops answering is marked', async () => {
+  const lab2 = host2(lab);
+  const twin = `${RUN}-twin`;
+  if (!docker(lab2, ['image', 'inspect', lab.baseImage], { allowFail: true })) docker(lab2, ['pull', '-q', lab.baseImage]);
+  run(lab, twin, lab.baseImage);
+  run(lab2, twin, lab.baseImage);
+  const dir = mkdtempSync(join(tmpdir(), 'shipshape-ui-hosts-'));
+  const proxy = await engineProxy(join(dir, 'two.sock'), lab2.dockerHost);
+  const several = new App({
+    binary: BINARY,
+    lab,
+    port: await freePort(),
+    dataDir: mkdtempSync(join(tmpdir(), 'shipshape-ui-data-')),
+    password: PASSWORD,
+    env: { SHIPSHAPE_DOCKER_HOSTS: `one=${lab.dockerHost},two=unix://${join(dir, 'two.sock')}` },
+  });
+  await several.start();
+  const ctx = await browser.newContext({ viewport: DESKTOP, colorScheme: 'light' });
+  const p = await ctx.newPage();
+  const errors = [];
+  p.on('pageerror', (e) => errors.push(e.message));
+  try {
+    await p.goto(`${several.url}/?q=${twin}`);
+    await login(p);
+    const rows = p.locator(`li.row[data-name="${twin}"]`);
+    await until('a row per engine', async () => (await rows.count()) === 2);
+    assert.deepEqual(await rows.evaluateAll((els) => els.map((r) => r.dataset.host)), ['one', 'two']);
+    const tags = await rows.locator('.host-tag').allTextContents();
+    assert.deepEqual(tags.map((t) => t.trim()), ['one', 'two']);
+    assert.equal(await p.locator(`li.row[data-host="two"]`).getByRole('button', { name: `Update ${twin} on two` }).count(), 0, 'up to date: no Update button');
+    const filter = p.locator('#host-filters');
+    await filter.waitFor({ state: 'visible' });
+    assert.deepEqual(
+      (await filter.locator('.chip').allTextContents()).map((t) => t.replace(/\d+$/, '').trim()),
+      ['All hosts', 'one', 'two'],
+    );
+    await snap(p, 'hosts', { only: [['desktop', DESKTOP, 'light'], ['phone', PHONE, 'dark']] });
+
+    // The filter keeps engine two's row only, lives in the URL and survives a reload.
+    await filter.locator('.chip[data-host="two"]').click();
+    const shown = async () => p.locator('li.row:visible').evaluateAll((els) => els.map((r) => `${r.dataset.host}/${r.dataset.name}`));
+    await until('only two', async () => JSON.stringify(await shown()) === JSON.stringify([`two/${twin}`]));
+    assert.equal(new URL(p.url()).searchParams.get('host'), 'two');
+    await p.reload();
+    await p.locator('#dash').waitFor({ state: 'visible' });
+    await until('still only two', async () => JSON.stringify(await shown()) === JSON.stringify([`two/${twin}`]));
+    assert.equal(await filter.locator('.chip[data-host="two"]').getAttribute('aria-pressed'), 'true');
+
+    // Engine two stops answering: its chip and its row say so; its row stays (last state known).
+    await proxy.close();
+    const tag = p.locator('li.row[data-host="two"] .host-tag');
+    await until('marked', async () => (await tag.getAttribute('data-down')) === 'true');
+    assert.match(await tag.textContent(), /not answering/);
+    assert.equal(await filter.locator('.chip[data-host="two"]').getAttribute('data-down'), 'true');
+    await snap(p, 'host-down', { only: [['desktop', DESKTOP, 'light']] });
+    await filter.locator('.chip[data-host=""]').click();
+    await until('both again', async () => (await shown()).length === 2);
+  } finally {
+    await ctx.close();
+    await several.kill();
+    await proxy.close().catch(() => {});
+    remove(lab2, twin);
+    remove(lab, twin);
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(several.dataDir, { recursive: true, force: true });
+  }
+  assert.deepEqual(errors, []);
+  // With one engine (the main service) nothing of it shows.
+  const one = await browser.newContext({ viewport: DESKTOP });
+  try {
+    assert.equal((await one.request.post(`${app.url}/api/login`, { data: { user: 'admin', pass: PASSWORD } })).status(), 200);
+    const p1 = await one.newPage();
+    await p1.goto(`${app.url}/?q=${RUN}`);
+    await row(p1, NAMES.steady).waitFor({ state: 'visible' });
+    assert.equal(await p1.locator('#host-filters').isVisible(), false);
+    assert.equal(await p1.locator('li.row .host-tag:visible').count(), 0);
+  } finally {
+    await one.close();
   }
 });
 

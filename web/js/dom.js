@@ -68,6 +68,7 @@ const ICONS = {
   link: 'M10 14a4 4 0 0 0 5.7 0l3-3a4 4 0 0 0-5.7-5.7l-1 1M14 10a4 4 0 0 0-5.7 0l-3 3a4 4 0 0 0 5.7 5.7l1-1',
   arrow: 'M5 12h14M13 6l6 6-6 6',
   equal: 'M5 9h14M5 15h14',
+  server: 'M4 4h16v6H4zM4 14h16v6H4zM8 7h.01M8 17h.01',
 };
 
 export function icon(name, cls = '') {

@@ -20,6 +20,8 @@ export class History {
     this.state = panel.querySelector('.history-state');
     this.entries = null;
     this.loading = null;
+    /** With several engines each entry names its container's. */
+    this.several = false;
   }
 
   /** Reads the history once it is first wanted (and again after `reset`). */
@@ -71,7 +73,7 @@ export class History {
     }
     this.state.hidden = true;
     const now = Date.now();
-    for (const e of this.entries) this.list.append(entryItem(e, now));
+    for (const e of this.entries) this.list.append(entryItem(e, now, this.several));
   }
 
   tick() {
@@ -79,7 +81,7 @@ export class History {
   }
 }
 
-function entryItem(e, now) {
+function entryItem(e, now, several) {
   const result = RESULTS[e.result] || { word: e.result, icon: 'question', status: 'unknown' };
   const from = e.from_digest ? shortDigest(e.from_digest) : '—';
   const to = e.to_digest ? shortDigest(e.to_digest) : '—';
@@ -91,6 +93,7 @@ function entryItem(e, now) {
       { class: 'history-head' },
       h('span', { class: 'badge', dataset: { status: result.status } }, icon(result.icon), h('span', { class: 'badge-word' }, result.word)),
       h('strong', { class: 'history-name' }, e.container_name),
+      several && e.host ? h('span', { class: 'host-tag' }, icon('server'), e.host) : null,
       h('time', { datetime: e.finished_at, title: when(e.finished_at), class: 'history-when' }, ago(e.finished_at, now)),
     ),
     h('div', { class: 'history-image' }, e.image),

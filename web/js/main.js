@@ -5,7 +5,7 @@ import { api, containerPath, describe, groupPath, onUnauthorized } from './api.j
 import { announce, h, icon, setAttr, setIcon, setText, shortDigest, toast } from './dom.js';
 import { confirmDialog, nameList, openModal } from './dialogs.js';
 import { History } from './history.js';
-import { Jobs, SUCCESS_SHOWN_MS } from './jobs.js';
+import { Jobs, SUCCESS_SHOWN_MS, keyOf } from './jobs.js';
 import { List, matches } from './list.js';
 import { Live } from './live.js';
 
@@ -24,11 +24,28 @@ const state = {
   groups: [],
   loaded: false,
   filter: readFilter(),
-  /** name → {group, item}: the last place a container was seen, for rows kept during an update */
+  /** The Docker engines (`GET /api/hosts`); with more than one, rows show theirs and a filter picks one. */
+  hosts: [],
+  /** key (engine and name) → {group, item}: the last place a container was seen, for rows kept during an update */
   lastSeen: new Map(),
-  /** name → time of the last REST poll of its job */
+  /** key → time of the last REST poll of its job */
   polled: new Map(),
 };
+
+/** Whether the page speaks of engines at all: only when there is more than one. */
+function several() {
+  return state.hosts.length > 1;
+}
+
+/** How the API is told which container: `host:id` when engines could share a short id. */
+function apiId(host, id) {
+  return several() && host ? `${host}:${id}` : id;
+}
+
+/** A container as a person reads it: its name, and its engine when there are several. */
+function label(name, host) {
+  return several() && host ? `${name} on ${host}` : name;
+}
 
 const jobs = new Jobs();
 const list = new List($('list'), { update, updateAll, toggleAuto, retry, dismiss });
@@ -58,6 +75,7 @@ async function boot({ afterLogin = false } = {}) {
     else showFailure(error);
     return;
   }
+  await loadHosts();
   show('dash');
   setGroups(groups);
   live.start();
@@ -177,8 +195,28 @@ function setGroups(groups) {
   state.loaded = true;
   jobs.remember(state.groups);
   for (const group of state.groups) {
-    for (const item of group.containers) state.lastSeen.set(item.container_name, { group, item });
+    for (const item of group.containers) state.lastSeen.set(keyOf(item.host, item.container_name), { group, item });
   }
+  scheduleRender();
+}
+
+/** The engines, once at start and again after a reconnect; without them the page shows none. */
+async function loadHosts() {
+  try {
+    setHosts(await api('/api/hosts', { quiet401: true }));
+  } catch {
+    // Not fatal: the list works without knowing the engines.
+  }
+}
+
+function setHosts(hosts) {
+  state.hosts = Array.isArray(hosts) ? hosts : [];
+  if (state.filter.host && !state.hosts.some((h) => h.name === state.filter.host) && state.hosts.length > 0) {
+    state.filter.host = '';
+    writeFilter();
+  }
+  historyPanel.several = several();
+  renderHostFilter();
   scheduleRender();
 }
 
@@ -187,11 +225,14 @@ function onMessage(message) {
     case 'images':
       setGroups(message.data);
       break;
+    case 'hosts':
+      setHosts(message.data);
+      break;
     case 'progress': {
-      const before = jobs.get(jobs.names.get(message.container_id))?.state;
-      const name = jobs.progress(message.container_id, message.data);
-      if (name) {
-        const job = jobs.get(name);
+      const before = jobs.get(jobs.keyOf(message.host, message.container_id))?.state;
+      const key = jobs.progress(message.host, message.container_id, message.data);
+      if (key) {
+        const job = jobs.get(key);
         if (job?.state === 'ended' && before !== 'ended') ended(job);
         scheduleRender();
       }
@@ -216,9 +257,10 @@ function ended(job) {
 }
 
 function announceOutcome(job) {
-  if (job.outcome.kind === 'updated') announce(`${job.name} updated.`);
-  else if (job.outcome.kind === 'rolled_back') announce(`${job.name} rolled back: ${job.outcome.reason}`);
-  else announce(`Update of ${job.name} failed: ${job.outcome.reason}`);
+  const who = label(job.name, job.host);
+  if (job.outcome.kind === 'updated') announce(`${who} updated.`);
+  else if (job.outcome.kind === 'rolled_back') announce(`${who} rolled back: ${job.outcome.reason}`);
+  else announce(`Update of ${who} failed: ${job.outcome.reason}`);
 }
 
 /** Before the websocket reconnects: the full state over REST (and whether we may go on). */
@@ -232,6 +274,7 @@ async function resync() {
     }
     throw error;
   }
+  await loadHosts();
   await watchJobs(true);
   return true;
 }
@@ -245,25 +288,25 @@ async function watchJobs(now = false) {
   const due = jobs.active().filter((job) => {
     if (job.state === 'requested') return false;
     const quiet = !live.open || Date.now() - job.lastEvent > QUIET_MS;
-    const recently = Date.now() - (state.polled.get(job.name) || 0) < WATCH_MS - 100;
+    const recently = Date.now() - (state.polled.get(job.key) || 0) < WATCH_MS - 100;
     return (now || quiet) && !recently;
   });
   await Promise.all(due.map(pollJob));
 }
 
 async function pollJob(job) {
-  state.polled.set(job.name, Date.now());
+  state.polled.set(job.key, Date.now());
   try {
-    const progress = await api(containerPath(job.id, 'progress'));
-    if (!jobs.isActive(job.name)) return;
-    jobs.progress(job.id, progress);
-    const after = jobs.get(job.name);
+    const progress = await api(containerPath(apiId(job.host, job.id), 'progress'));
+    if (!jobs.isActive(job.key)) return;
+    jobs.progress(job.host, job.id, progress);
+    const after = jobs.get(job.key);
     if (after?.state === 'ended') ended(after);
   } catch (error) {
     if (error.status !== 404) return;
     // The server no longer follows it: how it ended is in the history.
-    jobs.lost(job.name, await outcomeFromHistory(job));
-    if (!jobs.get(job.name)?.outcome) jobs.dismiss(job.name);
+    jobs.lost(job.key, await outcomeFromHistory(job));
+    if (!jobs.get(job.key)?.outcome) jobs.dismiss(job.key);
   }
   scheduleRender();
 }
@@ -271,7 +314,10 @@ async function pollJob(job) {
 async function outcomeFromHistory(job) {
   try {
     const entries = await api('/api/history?limit=50');
-    const entry = entries.find((e) => e.container_name === job.name && Date.parse(e.finished_at) >= job.since - 2000);
+    const sameEngine = (e) => !e.host || !job.host || e.host === job.host;
+    const entry = entries.find(
+      (e) => e.container_name === job.name && sameEngine(e) && Date.parse(e.finished_at) >= job.since - 2000,
+    );
     if (!entry) return null;
     if (entry.result === 'rolled_back') return { kind: 'rolled_back', reason: entry.error || '' };
     if (entry.result === 'failed') return { kind: 'failed', reason: entry.error || '' };
@@ -284,27 +330,28 @@ async function outcomeFromHistory(job) {
 // ------------------------------------------------------------ actions
 
 async function update(group, item) {
-  const name = item.container_name;
-  if (!jobs.request(name, item.container_id)) return;
+  const key = keyOf(item.host, item.container_name);
+  if (!jobs.request(item)) return;
   scheduleRender();
   try {
-    await api(containerPath(item.container_id, 'update'), { method: 'POST' });
-    jobs.accepted(name);
+    await api(containerPath(apiId(item.host, item.container_id), 'update'), { method: 'POST' });
+    jobs.accepted(key);
   } catch (error) {
     if (error.status === 401) return;
-    jobs.refused(name, describe(error));
+    jobs.refused(key, describe(error));
   }
   scheduleRender();
 }
 
 async function updateAll(group, opener) {
-  const targets = group.containers.filter((c) => !jobs.isActive(c.container_name));
+  const targets = group.containers.filter((c) => !jobs.isActive(keyOf(c.host, c.container_name)));
   if (targets.length === 0) return;
   const items = targets.map((c) =>
     h(
       'li',
       {},
       h('strong', {}, c.container_name),
+      several() && c.host ? h('span', { class: 'host-tag' }, c.host) : null,
       ' ',
       c.status === 'outdated'
         ? h('span', { class: 'dialog-digests' }, h('code', {}, shortDigest(c.local_digest)), ' → ', h('code', {}, shortDigest(group.remote_digest)))
@@ -327,31 +374,32 @@ async function updateAll(group, opener) {
     opener,
   });
   if (!ok) return;
-  const requested = targets.filter((c) => jobs.request(c.container_name, c.container_id));
+  const requested = targets.filter((c) => jobs.request(c));
   if (requested.length === 0) return;
   scheduleRender();
   try {
     await api(groupPath(group.image), { method: 'POST' });
-    for (const c of requested) jobs.accepted(c.container_name);
+    for (const c of requested) jobs.accepted(keyOf(c.host, c.container_name));
   } catch (error) {
     if (error.status === 401) return;
-    for (const c of requested) jobs.refused(c.container_name, describe(error));
+    for (const c of requested) jobs.refused(keyOf(c.host, c.container_name), describe(error));
   }
   scheduleRender();
 }
 
-function retry(name) {
-  const seen = findContainer(name);
+function retry(key) {
+  const seen = findContainer(key);
   if (!seen) {
-    toast(`${name} is not running any more.`, 'error');
+    const last = state.lastSeen.get(key)?.item;
+    toast(`${last ? label(last.container_name, last.host) : 'The container'} is not running any more.`, 'error');
     return;
   }
-  jobs.dismiss(name);
+  jobs.dismiss(key);
   update(seen.group, seen.item);
 }
 
-function dismiss(name) {
-  jobs.dismiss(name);
+function dismiss(key) {
+  jobs.dismiss(key);
   scheduleRender();
 }
 
@@ -365,12 +413,14 @@ async function toggleAuto(item, button) {
   item.auto_update = !before;
   setAttr(button, 'aria-checked', item.auto_update ? 'true' : 'false');
   try {
-    const answer = await api(containerPath(item.container_id, 'auto-update'), { method: 'POST' });
+    const answer = await api(containerPath(apiId(item.host, item.container_id), 'auto-update'), { method: 'POST' });
     item.auto_update = !!answer?.auto_update;
-    announce(`Auto-update ${item.auto_update ? 'on' : 'off'} for ${item.container_name}.`);
+    announce(`Auto-update ${item.auto_update ? 'on' : 'off'} for ${label(item.container_name, item.host)}.`);
   } catch (error) {
     item.auto_update = before;
-    if (error.status !== 401) toast(`Could not change auto-update of ${item.container_name}: ${describe(error)}`, 'error');
+    if (error.status !== 401) {
+      toast(`Could not change auto-update of ${label(item.container_name, item.host)}: ${describe(error)}`, 'error');
+    }
   } finally {
     delete button.dataset.pending;
     setAttr(button, 'aria-busy', null);
@@ -378,9 +428,9 @@ async function toggleAuto(item, button) {
   }
 }
 
-function findContainer(name) {
+function findContainer(key) {
   for (const group of state.groups) {
-    const item = group.containers.find((c) => c.container_name === name);
+    const item = group.containers.find((c) => keyOf(c.host, c.container_name) === key);
     if (item) return { group, item };
   }
   return null;
@@ -426,8 +476,8 @@ function displayed() {
   const groups = state.groups.map((g) => ({ ...g, containers: [...g.containers] }));
   for (const job of jobs.byName.values()) {
     if (job.state === 'ended' && job.outcome?.kind === 'updated') continue;
-    if (findContainer(job.name)) continue;
-    const seen = state.lastSeen.get(job.name);
+    if (findContainer(job.key)) continue;
+    const seen = state.lastSeen.get(job.key);
     if (!seen) continue;
     let group = groups.find((g) => g.image === seen.group.image);
     if (!group) {
@@ -436,7 +486,10 @@ function displayed() {
       groups.sort((a, b) => (a.image < b.image ? -1 : a.image > b.image ? 1 : 0));
     }
     group.containers.push({ ...seen.item, gone: job.state === 'ended' });
-    group.containers.sort((a, b) => (a.container_name < b.container_name ? -1 : 1));
+    group.containers.sort((a, b) => {
+      if (a.container_name !== b.container_name) return a.container_name < b.container_name ? -1 : 1;
+      return (a.host || '') < (b.host || '') ? -1 : 1;
+    });
   }
   return groups;
 }
@@ -446,31 +499,47 @@ function render() {
   const groups = displayed();
   const q = state.filter.q.trim();
   const counts = { all: 0, outdated: 0, uptodate: 0, unknown: 0 };
+  const perHost = new Map();
   let outdatedTotal = 0;
   let total = 0;
+  const hostFilter = several() ? state.filter.host : '';
   for (const group of groups) {
     for (const c of group.containers) {
       if (c.gone) continue;
       total += 1;
       if (c.status === 'outdated') outdatedTotal += 1;
       if (!matches(group, c, q)) continue;
-      counts.all += 1;
-      if (c.status in counts) counts[c.status] += 1;
+      // Each filter's counts say what picking it would show, given the other.
+      if (!hostFilter || c.host === hostFilter) {
+        counts.all += 1;
+        if (c.status in counts) counts[c.status] += 1;
+      }
+      if (state.filter.status === 'all' || state.filter.status === c.status) {
+        perHost.set(c.host, (perHost.get(c.host) || 0) + 1);
+      }
     }
   }
   for (const el of document.querySelectorAll('[data-count]')) setText(el, counts[el.dataset.count]);
+  for (const el of document.querySelectorAll('[data-host-count]')) {
+    const name = el.dataset.hostCount;
+    setText(el, name ? perHost.get(name) || 0 : [...perHost.values()].reduce((a, b) => a + b, 0));
+  }
+  for (const chip of document.querySelectorAll('.chip[data-host]')) {
+    setAttr(chip, 'aria-pressed', chip.dataset.host === hostFilter ? 'true' : 'false');
+  }
   for (const chip of document.querySelectorAll('.chip[data-filter]')) {
     setAttr(chip, 'aria-pressed', chip.dataset.filter === state.filter.status ? 'true' : 'false');
   }
   document.title = outdatedTotal > 0 ? `${outdatedTotal} outdated · shipshape` : 'shipshape';
 
-  const shown = list.render(groups, jobs, state.filter);
+  const shown = list.render(groups, jobs, { ...state.filter, host: hostFilter }, { hosts: several() ? state.hosts : null });
   $('empty').hidden = total > 0 || groups.length > 0;
   const nothing = shown === 0 && !(total === 0 && groups.length === 0);
   $('nomatch').hidden = !nothing;
   if (nothing) {
     const parts = [];
     if (state.filter.status !== 'all') parts.push(`status “${chipWord(state.filter.status)}”`);
+    if (hostFilter) parts.push(`host “${hostFilter}”`);
     if (q) parts.push(`“${q}”`);
     setText($('nomatch-text'), `Nothing matches ${parts.join(' and ')}.`);
   }
@@ -503,7 +572,7 @@ function showConnection(connState) {
 function readFilter() {
   const params = new URLSearchParams(location.search);
   const status = params.get('status');
-  return { status: FILTERS.includes(status) ? status : 'all', q: params.get('q') || '' };
+  return { status: FILTERS.includes(status) ? status : 'all', q: params.get('q') || '', host: params.get('host') || '' };
 }
 
 function writeFilter() {
@@ -512,6 +581,8 @@ function writeFilter() {
   else params.set('status', state.filter.status);
   if (state.filter.q) params.set('q', state.filter.q);
   else params.delete('q');
+  if (state.filter.host) params.set('host', state.filter.host);
+  else params.delete('host');
   const query = params.toString();
   const url = `${location.pathname}${query ? `?${query}` : ''}${location.hash}`;
   if (url !== `${location.pathname}${location.search}${location.hash}`) window.history.replaceState(null, '', url);
@@ -542,8 +613,16 @@ function setupToolbar() {
       scheduleRender();
     });
   }
+  $('host-filters').addEventListener('click', (event) => {
+    const chip = event.target.closest('.chip[data-host]');
+    if (!chip) return;
+    const wanted = chip.dataset.host;
+    state.filter.host = state.filter.host === wanted ? '' : wanted;
+    writeFilter();
+    scheduleRender();
+  });
   $('clear-filters').addEventListener('click', () => {
-    state.filter = { status: 'all', q: '' };
+    state.filter = { status: 'all', q: '', host: '' };
     search.value = '';
     writeFilter();
     scheduleRender();
@@ -573,6 +652,37 @@ function setupToolbar() {
     search.focus();
     search.select();
   });
+}
+
+/**
+ * One chip per engine, shown only when there are several; an engine that
+ * does not answer says so on its chip (its rows show the last state known).
+ */
+function renderHostFilter() {
+  const box = $('host-filters');
+  box.hidden = !several();
+  if (!several()) return;
+  const key = JSON.stringify(state.hosts.map((h) => [h.name, h.connected, h.error]));
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
+  box.textContent = '';
+  const chip = (name, word, down) =>
+    h(
+      'button',
+      {
+        type: 'button',
+        class: 'chip chip-host',
+        'aria-pressed': 'false',
+        dataset: { host: name, ...(down ? { down: 'true' } : {}) },
+        title: down ? `Docker engine ${name} does not answer: ${down}` : name ? `Containers on the Docker engine ${name}` : null,
+      },
+      icon(down ? 'alert' : 'server'),
+      word,
+      down ? h('span', { class: 'sr-only' }, ' (not answering)') : null,
+      h('span', { class: 'chip-count', dataset: { hostCount: name } }, '0'),
+    );
+  box.append(chip('', 'All hosts', null));
+  for (const host of state.hosts) box.append(chip(host.name, host.name, host.connected ? null : host.error || 'unreachable'));
 }
 
 // ------------------------------------------------------------ storage
