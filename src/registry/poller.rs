@@ -49,6 +49,8 @@ pub struct RegistryPoller {
     /// Re-read before each round, so a later `docker login` counts.
     docker_config: Option<Arc<DockerConfigSource>>,
     metrics: Option<Metrics>,
+    /// Whether the client has been told which registries are insecure yet.
+    insecure_told: bool,
 }
 
 impl RegistryPoller {
@@ -72,6 +74,7 @@ impl RegistryPoller {
             in_flight: HashMap::new(),
             docker_config: None,
             metrics: None,
+            insecure_told: false,
         }
     }
 
@@ -109,7 +112,13 @@ impl RegistryPoller {
         let client = self.client.clone();
         let (engines, extra, ignored) = (self.engines.clone(), self.extra_insecure.clone(), self.ignored.clone());
         // The engines decide which registries may be spoken to over plain
-        // http; ask them each round so configuration changes are picked up.
+        // http; ask them each round so configuration changes are picked up —
+        // but only when it can matter: loopback and the configured extras are
+        // insecure whatever an engine says, so a round of only those (or of
+        // Docker Hub) waits for no engine's `/info`, however many engines.
+        let without_engine = InsecureRegistries::without_engine(&extra);
+        let ask_engines = without_engine.engine_may_add_to(&to_check);
+        let first_told = !std::mem::replace(&mut self.insecure_told, true);
         let docker_config = self.docker_config.clone();
         let refresh_insecure = {
             let client = client.clone();
@@ -118,6 +127,12 @@ impl RegistryPoller {
                     if let (config, true) = source.current() {
                         client.set_docker_config(config);
                     }
+                }
+                if !ask_engines {
+                    if first_told {
+                        client.set_insecure(without_engine);
+                    }
+                    return;
                 }
                 let answers = futures::future::join_all(engines.iter().map(engine::registry_settings)).await;
                 let mut known = Vec::with_capacity(answers.len());
@@ -129,6 +144,10 @@ impl RegistryPoller {
                 }
                 if known.is_empty() {
                     tracing::debug!("no engine info, keeping the insecure-registry list");
+                    if first_told {
+                        // Nothing known yet: at least what no engine can take away.
+                        client.set_insecure(without_engine);
+                    }
                 } else {
                     let settings = RegistrySettings::merge(known);
                     client.set_insecure(InsecureRegistries::from_engine(&settings, &extra));
