@@ -220,6 +220,17 @@ impl Inventory {
             tracing::debug!("outside the update window: no automatic update starts");
             return;
         }
+        // A check's results come one image at a time: look for a container
+        // with auto-update on before building the whole fleet's view for each.
+        let flags = Flags { stored: &self.auto_update, primary: &self.primary };
+        let any_on = self
+            .engines
+            .values()
+            .flat_map(|s| s.containers.values())
+            .any(|c| flags.get(&c.host, &c.name).unwrap_or_else(|| scope::auto_update_default(&c.labels)));
+        if !any_on {
+            return;
+        }
         let groups = self.groups();
         let mut updates: Vec<StartUpdate> = Vec::new();
         for group in groups.iter().filter(|g| checked.contains(&g.image)) {
