@@ -7,8 +7,10 @@ use std::time::SystemTime;
 
 use crate::config::CheckArgs;
 use crate::docker::engine::{self, Docker, DockerError};
-use crate::docker::model::{Container, EngineSnapshot};
-use crate::inventory::view::{build_groups, references, without_excluded, ImageGroup};
+use crate::docker::hosts::{self, ConnectError, HostSpec, HostsError};
+use crate::docker::model::{Container, EngineSnapshot, RegistrySettings};
+use crate::inventory::view::{build_fleet, references, without_excluded, Flags, ImageGroup};
+use futures::future::{join_all, try_join_all};
 use futures::StreamExt;
 
 use crate::registry::check::{check_each, merge, IgnoredRegistries};
@@ -24,6 +26,13 @@ use crate::store::{self, StoreError};
 pub enum CheckError {
     #[error(transparent)]
     Docker(#[from] DockerError),
+    /// With several engines, which one failed.
+    #[error("engine {name}: {source}")]
+    Engine { name: String, source: DockerError },
+    #[error(transparent)]
+    Hosts(#[from] HostsError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
     #[error(transparent)]
@@ -34,8 +43,8 @@ pub enum CheckError {
     Insecure(#[from] InsecureError),
 }
 
-/// Lists containers and images once each, asks each registry once per
-/// distinct image, and returns the groups.
+/// Lists containers and images once each (on every engine), asks each
+/// registry once per distinct image, and returns the groups.
 ///
 /// The registry requests are most of the time, so they start as soon as the
 /// containers are known: the image list (only needed for the local digests)
@@ -60,18 +69,26 @@ pub async fn run(args: &CheckArgs) -> Result<Vec<ImageGroup>, CheckError> {
         let tags = if versions_on { versions_cache::decode(data.repo_tags) } else { TagStates::new() };
         (data.auto_update, tags)
     });
-    let (docker, containers) = first_contact(args.engine.docker_host.as_deref()).await?;
+    let specs = args.engine.hosts()?;
+    let certs = args.engine.docker_certs.as_deref();
+    let several = specs.len() > 1;
+    let contacts = try_join_all(specs.iter().map(|spec| async move {
+        first_contact(spec, certs).await.map_err(|e| match e {
+            CheckError::Docker(source) if several => CheckError::Engine { name: spec.name.clone(), source },
+            other => other,
+        })
+    }))
+    .await?;
     let policy = args.selection.policy();
     let checks = async {
-        let images = references(containers.values(), &policy);
+        let images = references(contacts.iter().flat_map(|(_, c)| c.values()), &policy);
         let client = client.await.map_err(|e| RegistryError::Client(e.to_string()))??;
         let without_engine = InsecureRegistries::without_engine(extra_insecure);
         let insecure = if without_engine.engine_may_add_to(&images) {
-            // Without the engine's word: loopback and the configured extras only.
-            InsecureRegistries::from_engine(
-                &engine::registry_settings(&docker).await.unwrap_or_default(),
-                extra_insecure,
-            )
+            // Without the engines' word: loopback and the configured extras only.
+            let settings = join_all(contacts.iter().map(|(docker, _)| engine::registry_settings(docker))).await;
+            let settings = RegistrySettings::merge(settings.into_iter().map(Result::unwrap_or_default));
+            InsecureRegistries::from_engine(&settings, extra_insecure)
         } else {
             without_engine
         };
@@ -86,9 +103,19 @@ pub async fn run(args: &CheckArgs) -> Result<Vec<ImageGroup>, CheckError> {
         };
         Ok::<_, CheckError>((remote, tags, flags))
     };
-    let ((remote, tags, flags), images) =
-        futures::try_join!(checks, async { Ok(engine::local_images(&docker).await?) })?;
-    let groups = build_groups(&EngineSnapshot { containers, images }, &remote, &tags, &flags, &policy);
+    let images = try_join_all(contacts.iter().map(|(docker, _)| engine::local_images(docker)));
+    let ((remote, tags, stored), images) = futures::try_join!(checks, async { Ok(images.await?) })?;
+    let snapshots: Vec<EngineSnapshot> = contacts
+        .into_iter()
+        .zip(images)
+        .zip(&specs)
+        .map(|(((_, mut containers), images), spec)| {
+            containers.values_mut().for_each(|c| c.host = spec.name.clone());
+            EngineSnapshot { containers, images }
+        })
+        .collect();
+    let flags = Flags { stored: &stored, primary: &specs[0].name };
+    let groups = build_fleet(&snapshots.iter().collect::<Vec<_>>(), &remote, &tags, flags, &policy);
     Ok(without_excluded(&groups))
 }
 
@@ -125,27 +152,40 @@ async fn versions(
 /// version nearly every engine speaks straight away (the `/version` round
 /// trip would delay everything else), and negotiates only when that fails: an
 /// engine older than 20.10 or newer than 28, or a host that is not a local socket.
-async fn first_contact(docker_host: Option<&str>) -> Result<(Docker, HashMap<String, Container>), CheckError> {
-    if let Some(docker) = engine::client_speaking(docker_host, &engine::COMMON_API_VERSION) {
+async fn first_contact(
+    spec: &HostSpec,
+    certs: Option<&std::path::Path>,
+) -> Result<(Docker, HashMap<String, Container>), CheckError> {
+    if let Some(docker) = engine::client_speaking(spec.url.as_deref(), &engine::COMMON_API_VERSION) {
         if let Ok(containers) = engine::running_containers(&docker).await {
             return Ok((docker, containers));
         }
     }
-    let docker = engine::client(docker_host)?;
+    let docker = match hosts::connect(spec, certs) {
+        Ok(engine) => engine.docker,
+        // The one-engine default: DOCKER_HOST's errors, as they always were.
+        Err(ConnectError::Default(e)) => return Err(e.into()),
+        Err(e) => return Err(e.into()),
+    };
     engine::negotiate(&docker).await?;
     let containers = engine::running_containers(&docker).await?;
     Ok((docker, containers))
 }
 
-/// A plain table: one row per container, then the errors behind unknown statuses.
+/// A plain table: one row per container (with its engine when there are
+/// several), then the errors behind unknown statuses.
 pub fn table(groups: &[ImageGroup]) -> String {
     let name = |v: Option<serde_json::Value>| v.and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-    let rows: Vec<[String; 7]> = groups
+    let mut engines: Vec<&str> = groups.iter().flat_map(|g| g.containers.iter().map(|c| c.host.as_str())).collect();
+    engines.sort_unstable();
+    engines.dedup();
+    let several = engines.len() > 1;
+    let rows: Vec<Vec<String>> = groups
         .iter()
         .flat_map(|g| {
             let (version, kind) = (version_column(g), name(serde_json::to_value(g.versions.update_kind).ok()));
             g.containers.iter().map(move |c| {
-                [
+                let mut row = vec![
                     g.image.clone(),
                     c.container_name.clone(),
                     name(serde_json::to_value(c.status).ok()),
@@ -153,11 +193,19 @@ pub fn table(groups: &[ImageGroup]) -> String {
                     g.remote_digest.clone(),
                     version.clone(),
                     kind.clone(),
-                ]
+                ];
+                if several {
+                    row.insert(2, c.host.clone());
+                }
+                row
             })
         })
         .collect();
-    let header = ["IMAGE", "CONTAINER", "STATUS", "LOCAL", "REMOTE", "VERSION", "KIND"].map(String::from);
+    let mut header: Vec<String> =
+        ["IMAGE", "CONTAINER", "STATUS", "LOCAL", "REMOTE", "VERSION", "KIND"].map(String::from).to_vec();
+    if several {
+        header.insert(2, "HOST".into());
+    }
     let widths: Vec<usize> = (0..header.len())
         .map(|i| rows.iter().chain([&header]).map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
@@ -216,6 +264,7 @@ mod tests {
             status: Status::Partial,
             containers: vec![
                 ContainerItem {
+                    host: "local".into(),
                     container_id: "a".repeat(12),
                     container_name: "web".into(),
                     local_digest: "sha256:1111111111".into(),
@@ -226,6 +275,7 @@ mod tests {
                     update_policy: Default::default(),
                 },
                 ContainerItem {
+                    host: "local".into(),
                     container_id: "b".repeat(12),
                     container_name: "web2".into(),
                     local_digest: "sha256:2222222222".into(),
@@ -257,5 +307,35 @@ mod tests {
         assert!(lines[2].contains("web2") && lines[2].contains("uptodate"));
         assert_eq!(lines[3], "nginx:latest: registry x: 429 rate limited");
         assert_eq!(lines[4], "2 containers: 1 up to date, 1 outdated, 0 unknown");
+    }
+
+    #[test]
+    fn the_table_names_engines_only_when_there_are_several() {
+        let item = |host: &str, name: &str| ContainerItem {
+            host: host.into(),
+            container_id: "c".repeat(12),
+            container_name: name.into(),
+            local_digest: "sha256:1111111111".into(),
+            status: Status::Uptodate,
+            auto_update: false,
+            excluded: false,
+            monitor_only: false,
+            update_policy: Default::default(),
+        };
+        let group = |containers| ImageGroup {
+            image: "app:1".into(),
+            remote_digest: "sha256:1111111111".into(),
+            status: Status::Uptodate,
+            containers,
+            checked_at: None,
+            error: None,
+            versions: Default::default(),
+        };
+        let one = table(&[group(vec![item("local", "web")])]);
+        assert!(!one.contains("HOST"), "{one}");
+        let two = table(&[group(vec![item("local", "web"), item("nas", "web")])]);
+        let lines: Vec<&str> = two.lines().collect();
+        assert!(lines[0].starts_with("IMAGE") && lines[0].contains("HOST"), "{two}");
+        assert!(lines[2].split_whitespace().nth(2) == Some("nas"), "{two}");
     }
 }

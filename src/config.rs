@@ -27,7 +27,7 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Check every running container's image once and print the result
     /// (for scripts and cron); exit 1 when the engine is unreachable.
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
     /// Ask the running service's `/health` on its loopback (for a container
     /// HEALTHCHECK: no curl in the image); exit 0 when it answers 200, else 1.
     Health(HealthArgs),
@@ -143,6 +143,24 @@ pub struct EngineArgs {
     /// Default: the local socket.
     #[arg(long, env = "DOCKER_HOST")]
     pub docker_host: Option<String>,
+    /// Several engines, comma separated `name=URL` (unix:///path,
+    /// tcp://host:port, https://host:port), e.g.
+    /// `local=unix:///var/run/docker.sock,nas=tcp://192.0.2.10:2376`.
+    /// Replaces DOCKER_HOST. Names: a-z, 0-9, '-', '_', '.'.
+    #[arg(long, env = "SHIPSHAPE_DOCKER_HOSTS")]
+    pub docker_hosts: Option<String>,
+    /// TLS files of the engines of SHIPSHAPE_DOCKER_HOSTS, one folder per
+    /// engine name as Docker's DOCKER_CERT_PATH: `<dir>/<name>/{ca,cert,key}.pem`.
+    /// A tcp:// engine with a folder speaks TLS; https:// needs one.
+    #[arg(long, env = "SHIPSHAPE_DOCKER_CERTS")]
+    pub docker_certs: Option<PathBuf>,
+}
+
+impl EngineArgs {
+    /// The engines to watch, in order (the first is `GET /api/engine`'s).
+    pub fn hosts(&self) -> Result<Vec<crate::docker::hosts::HostSpec>, crate::docker::hosts::HostsError> {
+        crate::docker::hosts::configured(self.docker_hosts.as_deref(), self.docker_host.as_deref())
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -439,6 +457,28 @@ mod tests {
         assert!(Cli::try_parse_from(["shipshape", "--auto-update-window", "Sat 3 to 5"]).is_err());
         let check = Cli::try_parse_from(["shipshape", "check", "--scope", "red"]).expect("parse");
         assert!(matches!(check.command, Some(Command::Check(ref c)) if c.selection.scope.as_deref() == Some("red")));
+    }
+
+    #[test]
+    fn several_engines_replace_docker_host() {
+        let cli = Cli::try_parse_from([
+            "shipshape",
+            "--docker-host",
+            "unix:///x.sock",
+            "--docker-hosts",
+            "a=unix:///a.sock,b=tcp://127.0.0.1:2376",
+            "--docker-certs",
+            "/etc/shipshape/certs",
+        ])
+        .expect("parse");
+        let engine = &cli.serve_args().expect("serve").engine;
+        let names: Vec<_> = engine.hosts().expect("valid").into_iter().map(|h| h.name).collect();
+        assert_eq!(names, ["a", "b"]);
+        let one = Cli::try_parse_from(["shipshape", "--docker-host", "unix:///x.sock"]).expect("parse");
+        let hosts = one.serve_args().expect("serve").engine.hosts().expect("valid");
+        assert_eq!((hosts[0].name.as_str(), hosts[0].url.as_deref()), ("local", Some("unix:///x.sock")));
+        let bad = Cli::try_parse_from(["shipshape", "--docker-hosts", "a=unix:///a,a=unix:///b"]).expect("parse");
+        assert!(bad.serve_args().expect("serve").engine.hosts().is_err());
     }
 
     #[test]

@@ -6,11 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::join_all;
+
 use actix::{Actor, Addr, AsyncContext, Context};
 
 use crate::auth;
 use crate::config::ServeArgs;
-use crate::docker::{engine, watcher::DockerWatcher};
+use crate::docker::hosts;
+use crate::docker::watcher::DockerWatcher;
 use crate::http::{self, auth::AuthState, policy::HostPolicy, AppState, SessionSettings};
 use crate::inventory::Inventory;
 use crate::jobs::own::OwnContainer;
@@ -25,7 +28,9 @@ use crate::registry::credentials::DockerConfig;
 use crate::registry::insecure;
 use crate::registry::poller::{RegistryPoller, VersionsWiring};
 use crate::registry::versions_cache;
-use crate::store::{self, LoadAutoUpdate, LoadRepoTags, SqliteSessionStore, Store, SweepSessions, UnfinishedJobs};
+use crate::store::{
+    self, AdoptUnnamedJobs, LoadAutoUpdate, LoadRepoTags, SqliteSessionStore, Store, SweepSessions, UnfinishedJobs,
+};
 use crate::swarm::Services;
 
 /// How often expired sessions are deleted and idle login-limiter entries forgotten.
@@ -46,6 +51,8 @@ impl Application {
         insecure::check_entries(&args.registry.insecure_registries)
             .map_err(|e| format!("SHIPSHAPE_INSECURE_REGISTRIES: {e}"))?;
         let policy = HostPolicy::new(args.public_url.as_deref(), args.trusted_proxies.clone())?;
+        let engines = hosts::connect_all(&args.engine.hosts()?, args.engine.docker_certs.as_deref())?;
+        let primary = Arc::clone(&engines.first().ok_or("no Docker engine configured")?.name);
         let notify_targets = notify::target::parse_all(
             args.notify.urls.as_deref().unwrap_or_default(),
             args.notify.test_base.as_deref(),
@@ -57,7 +64,9 @@ impl Application {
         let store = Store::start(conn, args.data_dir.clone());
         let auto_update = store.send(LoadAutoUpdate).await??;
         let kept_tags = versions_cache::decode(store.send(LoadRepoTags).await??);
-        let docker = engine::client(args.engine.docker_host.as_deref())?;
+        for engine in &engines {
+            tracing::info!(engine = %engine.name, url = %engine.url, tls = engine.tls, "docker engine");
+        }
 
         let credentials = if args.auth.enabled {
             Some(auth::load_credentials(&args.auth, &store).await?)
@@ -78,22 +87,33 @@ impl Application {
         sweep_every(SWEEP_EVERY, store.clone(), Arc::clone(&auth_state));
 
         let docker_config = Arc::new(DockerConfigSource::load_default()?);
-        let job_env = JobEnv {
-            docker: docker.clone(),
-            store: store.clone(),
-            docker_config: Arc::clone(&docker_config),
-            verify_timeout: args.updates.verify_timeout,
-            cleanup: args.updates.cleanup,
-            negotiated: Default::default(),
-        };
-        recover_interrupted_updates(&job_env).await?;
+        let job_envs: Vec<Arc<JobEnv>> = engines
+            .iter()
+            .map(|engine| {
+                Arc::new(JobEnv {
+                    host: Arc::clone(&engine.name),
+                    docker: engine.docker.clone(),
+                    store: store.clone(),
+                    docker_config: Arc::clone(&docker_config),
+                    verify_timeout: args.updates.verify_timeout,
+                    cleanup: args.updates.cleanup,
+                    negotiated: Default::default(),
+                })
+            })
+            .collect();
+        // Jobs journalled before engines had names ran on the one engine there was.
+        let adopted = store.send(AdoptUnnamedJobs { host: primary.to_string() }).await??;
+        if adopted > 0 {
+            tracing::info!(jobs = adopted, engine = %primary, "interrupted updates from before engines had names");
+        }
+        recover_interrupted_updates(&job_envs).await?;
         let (events, _) = tokio::sync::broadcast::channel(256);
         let metrics = Metrics::new();
         // The notifier reads the view, which exists only once the jobs do:
         // make its address first, run it once the view is there.
         let notifier_ctx = Context::<Notifier>::new();
         let jobs = Jobs::new(
-            job_env,
+            job_envs,
             OwnContainer::detect(),
             usize::from(args.updates.auto_update_concurrency),
             events.clone(),
@@ -112,7 +132,7 @@ impl Application {
         let inventory_ctx = Context::<Inventory>::new();
         let poller = RegistryPoller::new(
             registry,
-            docker.clone(),
+            engines.iter().map(|e| e.docker.clone()).collect(),
             args.registry.insecure_registries.clone(),
             IgnoredRegistries::new(&args.registry.ignore_registries),
             args.poll_interval,
@@ -128,8 +148,9 @@ impl Application {
             keep: store.clone().recipient(),
         })
         .start();
+        // Swarm services: the first engine that is a swarm manager answers.
         let services = Services::new(
-            docker.clone(),
+            engines.iter().map(|e| (Arc::clone(&e.name), e.docker.clone())).collect(),
             inventory_ctx.address().recipient(),
             store.clone(),
             events.clone(),
@@ -141,11 +162,20 @@ impl Application {
             Inventory::new(auto_update, store.clone(), poller.clone().recipient(), jobs.clone().recipient());
         let inventory = inventory_ctx.run(
             inventory
+                .with_primary(&primary)
                 .with_selection(args.selection.policy(), args.updates.auto_update_window.clone())
                 .with_services(services.clone().recipient()),
         );
-        let (watcher, engine) = DockerWatcher::new(docker, inventory.clone().recipient()).with_state();
-        watcher.start();
+        // One watcher per engine, each with its own reconnects and state.
+        let watches: Vec<_> = engines
+            .into_iter()
+            .map(|engine| {
+                let (watcher, watch) = DockerWatcher::new(engine, inventory.clone().recipient()).with_state();
+                watcher.start();
+                watch
+            })
+            .collect();
+        let engine = watches[0].state.clone();
         let settings = settings_json(&args);
         let notifier = notifier_ctx.run(Notifier::new(notify_targets, view.clone())?);
         let metrics_token = args.metrics.token.clone().filter(|t| !t.is_empty());
@@ -160,6 +190,7 @@ impl Application {
                 store,
                 events,
                 engine,
+                hosts: watches,
                 settings,
                 notifier,
                 metrics,
@@ -202,26 +233,74 @@ fn settings_json(args: &ServeArgs) -> serde_json::Value {
     })
 }
 
-/// Finishes or undoes every update a crash interrupted, before anything is
-/// served: afterwards each container exists once, under its own name. An
-/// engine that does not answer yet only delays this to the next start (the
-/// journal keeps the jobs); it never stops the service from starting.
-async fn recover_interrupted_updates(env: &JobEnv) -> Result<(), StartError> {
-    let unfinished = env.store.send(UnfinishedJobs).await??;
+/// How long an engine may take to answer at start before its interrupted
+/// updates are left to the background retry (the service starts meanwhile).
+const RECOVERY_FIRST_TRY: Duration = Duration::from_secs(5);
+/// The longest wait between two background tries.
+const RECOVERY_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Finishes or undoes every update a crash interrupted, each on its own
+/// engine, before anything is served: afterwards each container exists once,
+/// under its own name. An engine that does not answer yet only delays its
+/// own recovery, retried in the background until it answers (the journal
+/// keeps the jobs); it never stops the service from starting, nor holds up
+/// the other engines. Jobs of an engine no longer configured wait in the
+/// journal for it to come back.
+async fn recover_interrupted_updates(envs: &[Arc<JobEnv>]) -> Result<(), StartError> {
+    let Some(store) = envs.first().map(|e| e.store.clone()) else { return Ok(()) };
+    let unfinished = store.send(UnfinishedJobs).await??;
     if unfinished.is_empty() {
         return Ok(());
     }
-    if let Err(e) = engine::negotiate(&env.docker).await {
-        tracing::error!(jobs = unfinished.len(), "interrupted updates wait for the engine: {e}");
-        return Ok(());
+    for record in unfinished.iter().filter(|r| !envs.iter().any(|e| Some(&*e.host) == r.host.as_deref())) {
+        tracing::error!(container = %record.container_name, job = %record.id, engine = ?record.host,
+            "an interrupted update waits for its engine, which is not configured");
     }
-    for record in &unfinished {
+    let with_jobs = envs.iter().filter(|e| unfinished.iter().any(|r| r.host.as_deref() == Some(&*e.host)));
+    let first_tries = with_jobs.map(|env| async move {
+        let answered = tokio::time::timeout(RECOVERY_FIRST_TRY, env.negotiate()).await;
+        (env, answered.map_err(|_| "no answer in time".to_string()).and_then(|r| r.map_err(|e| e.to_string())))
+    });
+    for (env, answered) in join_all(first_tries).await {
+        match answered {
+            Ok(()) => recover_on(env).await?,
+            Err(e) => {
+                tracing::error!(engine = %env.host, "interrupted updates wait for the engine: {e}");
+                let env = Arc::clone(env);
+                actix::spawn(async move { retry_recovery(env).await });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Recovers the engine's interrupted updates once it answers.
+async fn retry_recovery(env: Arc<JobEnv>) {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(wait).await;
+        if env.negotiate().await.is_ok() {
+            tracing::info!(engine = %env.host, "engine answers: recovering its interrupted updates");
+            if let Err(e) = recover_on(&env).await {
+                tracing::error!(engine = %env.host, "cannot read the interrupted updates: {e}");
+            }
+            return;
+        }
+        wait = (wait * 2).min(RECOVERY_RETRY_MAX);
+    }
+}
+
+/// Finishes or undoes the interrupted updates of one engine that answers.
+async fn recover_on(env: &JobEnv) -> Result<(), StartError> {
+    let unfinished = env.store.send(UnfinishedJobs).await??;
+    for record in unfinished.iter().filter(|r| r.host.as_deref() == Some(&*env.host)) {
         match sequence::recover(env, record).await {
             Ok(result) => {
-                tracing::warn!(container = %record.container_name, job = %record.id, result = result.as_str(),
-                    "finished an update interrupted at step {}", record.step.as_str())
+                tracing::warn!(engine = %env.host, container = %record.container_name, job = %record.id,
+                    result = result.as_str(), "finished an update interrupted at step {}", record.step.as_str())
             }
-            Err(e) => tracing::error!(container = %record.container_name, job = %record.id, "recovery failed: {e}"),
+            Err(e) => tracing::error!(engine = %env.host, container = %record.container_name, job = %record.id,
+                "recovery failed: {e}"),
         }
     }
     Ok(())

@@ -28,8 +28,11 @@ const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
 
 /// Documented answers no test here can provoke, and why.
 const SWARM: &str = "needs a swarm manager engine and a service (tests/swarm.rs)";
-const NOT_PROVOKED: [(&str, &str, &str, &str); 7] = [
+const NOT_PROVOKED: [(&str, &str, &str, &str); 10] = [
     ("/api/ws", "get", "engine", "the engine message needs a daemon restart (tests/daemon_restart.rs)"),
+    ("/api/ws", "get", "hosts", "the hosts message needs several engines (tests/hosts.rs)"),
+    ("/api/images/{id}/auto-update", "post", "409", "an ambiguous id needs several engines (tests/hosts.rs)"),
+    ("/api/images/{id}/progress", "get", "409", "an ambiguous id needs several engines (tests/hosts.rs)"),
     ("/api/ws", "get", "services", SWARM),
     ("/api/ws", "get", "service_progress", SWARM),
     ("/api/services/{id}/update", "post", "200", SWARM),
@@ -534,6 +537,7 @@ async fn the_service_answers_as_described() {
     c.expect("get", "/api/images", "/api/images?all=1&all=0", with(&cookie), 400).await;
     c.expect("post", "/api/check", "/api/check", with(&cookie), 200).await;
     c.expect("get", "/api/engine", "/api/engine", with(&cookie), 200).await;
+    c.expect("get", "/api/hosts", "/api/hosts", with(&cookie), 200).await;
     c.expect("get", "/api/settings", "/api/settings", with(&cookie), 200).await;
     let served = c.expect("get", "/api/openapi.yaml", "/api/openapi.yaml", with(&cookie), 200).await;
     let file = std::fs::read_to_string(Path::new(ROOT).join("docs/openapi.yaml")).expect("docs/openapi.yaml");

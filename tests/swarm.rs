@@ -214,3 +214,35 @@ async fn an_engine_that_is_no_swarm_manager_has_no_services() {
     let (status, body) = post(&app, "/api/services/abcdefabcdef/update").await;
     assert_eq!((status, body.as_str()), (404, "service not found\n"));
 }
+
+#[tokio::test]
+async fn services_come_from_whichever_engine_is_the_manager() {
+    let lab = lab();
+    let name = unique("svc-fleet");
+    swarm_ok(
+        &lab,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            &name,
+            "--replicas",
+            "1",
+            "--network",
+            "host",
+            "--stop-grace-period",
+            "1s",
+            &lab.base_image,
+            "sleep",
+            "100000",
+        ],
+    );
+    let _service = ServiceGuard(&lab, name.clone());
+    // The manager is the second of two engines.
+    let hosts = format!("plain={},manager={}", lab.docker_host, swarm_host(&lab));
+    let app = spawn_app_with(&lab, &[("SHIPSHAPE_DOCKER_HOSTS", &hosts)]);
+    let s = wait_service(&app, &name, "listed from the second engine", |s| s["replicas"]["running"] == 1).await;
+    assert_eq!(s["image"], lab.base_image.as_str(), "{s}");
+    assert_eq!(s["host"], "manager", "the engine that answered: {s}");
+}

@@ -3,6 +3,7 @@
 //! is named nowhere outside `docker/`.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -80,6 +81,44 @@ pub fn client(docker_host: Option<&str>) -> Result<Docker, DockerError> {
     }
 }
 
+/// A client for the unix socket `host` (`unix:///path` or `/path`) that
+/// may not exist yet: bollard's own unix client refuses to be made without
+/// it, but an engine named in a list may start after shipshape (a socket
+/// forwarded over ssh, a daemon restarting). The socket is looked for at
+/// each connection, with the same connector bollard's client uses.
+pub fn client_unix_later(host: &str) -> Result<Docker, DockerError> {
+    let socket = std::path::PathBuf::from(host.strip_prefix("unix://").unwrap_or(host));
+    let mut builder = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new());
+    builder.pool_max_idle_per_host(0);
+    let client = std::sync::Arc::new(builder.build(hyperlocal::UnixConnector));
+    let transport = move |request: bollard::BollardRequest| {
+        let (client, socket) = (std::sync::Arc::clone(&client), socket.clone());
+        async move {
+            let (mut parts, body) = request.into_parts();
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+            parts.uri = hyperlocal::Uri::new(&socket, &path).into();
+            client.request(bollard::BollardRequest::from_parts(parts, body)).await.map_err(BollardError::from)
+        }
+    };
+    Docker::connect_with_custom_transport(transport, Some("http://docker"), 120, bollard::API_DEFAULT_VERSION)
+        .map_err(|source| DockerError::Host { host: host.to_string(), source })
+}
+
+/// A client that speaks plain HTTP to `host` (`tcp://` or `http://`),
+/// whatever `DOCKER_TLS_VERIFY` says: for engines configured one by one.
+pub fn client_plain(host: &str) -> Result<Docker, DockerError> {
+    Docker::connect_with_http(host, 120, bollard::API_DEFAULT_VERSION)
+        .map_err(|source| DockerError::Host { host: host.to_string(), source })
+}
+
+/// A client that speaks TLS to `host` (`tcp://` or `https://`) with a client
+/// certificate, as `docker --tlsverify` does: the engine must present a
+/// certificate from `ca`, and this client presents `cert`.
+pub fn client_tls(host: &str, key: &Path, cert: &Path, ca: &Path) -> Result<Docker, DockerError> {
+    Docker::connect_with_ssl(host, key, cert, ca, 120, bollard::API_DEFAULT_VERSION)
+        .map_err(|source| DockerError::Host { host: host.to_string(), source })
+}
+
 /// The API version every engine from Docker 20.10 to 28 speaks.
 pub const COMMON_API_VERSION: ClientVersion = ClientVersion { major_version: 1, minor_version: 41 };
 
@@ -149,7 +188,8 @@ pub async fn running_containers(docker: &Docker) -> Result<HashMap<String, Conta
         } else {
             let labels = summary.labels.unwrap_or_default();
             let network_mode = summary.host_config.and_then(|h| h.network_mode).unwrap_or_default();
-            containers.insert(id.clone(), Container { id, name, image_ref, image_id, labels, network_mode });
+            let host = String::new();
+            containers.insert(id.clone(), Container { host, id, name, image_ref, image_id, labels, network_mode });
         }
     }
     let inspected: Vec<_> = stream::iter(to_inspect)
@@ -192,6 +232,7 @@ pub async fn container(docker: &Docker, id: &str) -> Result<Option<Container>, D
     }
     let (image_ref, labels) = c.config.map(|cfg| (cfg.image, cfg.labels)).unwrap_or_default();
     Ok(Some(Container {
+        host: String::new(),
         id,
         name: c.name.map(|n| strip_name(&n)).unwrap_or_default(),
         image_ref: image_ref.unwrap_or_default(),

@@ -17,6 +17,8 @@ pub use bollard::models::{
 /// A running container as the engine reported it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Container {
+    /// The engine it runs on (its configured name); set by that engine's watcher.
+    pub host: String,
     /// Full 64-hex container id.
     pub id: String,
     /// Name without the leading `/`.
@@ -121,6 +123,30 @@ pub struct RegistrySettings {
     pub index_secure: HashMap<String, bool>,
 }
 
+impl RegistrySettings {
+    /// The settings of several engines as one: a registry one engine pulls
+    /// from over plain http is checked over plain http (checks reach what
+    /// some engine reaches); a registry one engine calls insecure is insecure.
+    pub fn merge(all: impl IntoIterator<Item = RegistrySettings>) -> RegistrySettings {
+        let mut merged = RegistrySettings::default();
+        for settings in all {
+            if let Some(cidrs) = settings.insecure_cidrs {
+                let into = merged.insecure_cidrs.get_or_insert_with(Vec::new);
+                for cidr in cidrs {
+                    if !into.contains(&cidr) {
+                        into.push(cidr);
+                    }
+                }
+            }
+            for (name, secure) in settings.index_secure {
+                let entry = merged.index_secure.entry(name).or_insert(secure);
+                *entry = *entry && secure;
+            }
+        }
+        merged
+    }
+}
+
 /// Whether `reference` names an image by its id rather than by a repository:
 /// `sha256:<hex>`, or a bare hex prefix of the image id as `docker run 91b1...` allows.
 pub fn is_image_id_reference(reference: &str, image_id: &str) -> bool {
@@ -159,6 +185,23 @@ mod tests {
         for (reference, expected) in cases {
             assert_eq!(is_image_id_reference(reference, id), expected, "{reference}");
         }
+    }
+
+    #[test]
+    fn several_engines_registry_settings_merge_towards_what_some_engine_reaches() {
+        let one = RegistrySettings {
+            insecure_cidrs: Some(vec!["127.0.0.0/8".into()]),
+            index_secure: HashMap::from([("a:5000".to_string(), true), ("b:5000".to_string(), false)]),
+        };
+        let two = RegistrySettings {
+            insecure_cidrs: Some(vec!["127.0.0.0/8".into(), "192.0.2.0/24".into()]),
+            index_secure: HashMap::from([("a:5000".to_string(), false), ("c:5000".to_string(), true)]),
+        };
+        let merged = RegistrySettings::merge([one, RegistrySettings::default(), two]);
+        assert_eq!(merged.insecure_cidrs, Some(vec!["127.0.0.0/8".to_string(), "192.0.2.0/24".to_string()]));
+        let secure = |n: &str| merged.index_secure.get(n).copied();
+        assert_eq!((secure("a:5000"), secure("b:5000"), secure("c:5000")), (Some(false), Some(false), Some(true)));
+        assert_eq!(RegistrySettings::merge([]), RegistrySettings::default());
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub const SERVICE_NAME_LABEL: &str = "com.docker.swarm.service.name";
 /// A service as shipshape shows and updates it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServiceInfo {
+    /// The engine (its `SHIPSHAPE_DOCKER_HOSTS` name) that answered for the swarm.
+    pub host: String,
     pub id: String,
     pub name: String,
     /// `Spec.TaskTemplate.ContainerSpec.Image`: usually `repo:tag@sha256:…`,
@@ -185,6 +187,8 @@ fn service_info(s: Service, tasks: &[TaskInfo]) -> ServiceInfo {
     let status = s.update_status.unwrap_or_default();
     let own_tasks = tasks.iter().filter(|t| t.service_id == id && t.desired_state == "running").cloned().collect();
     ServiceInfo {
+        // Named by whoever knows which engine asked.
+        host: String::new(),
         id,
         name: spec.name.unwrap_or_default(),
         image,

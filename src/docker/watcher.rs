@@ -1,5 +1,6 @@
-//! The `DockerWatcher` actor: keeps the engine snapshot current from the
-//! event stream, and re-lists only when it (re)connects.
+//! The `DockerWatcher` actor: keeps one engine's snapshot current from its
+//! event stream, and re-lists only when it (re)connects. There is one per
+//! engine, each with its own reconnects, backoff and connection state.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,12 +14,17 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::engine::{self, DockerError};
+use super::hosts::Engine;
 use super::model::{Container, EngineSnapshot, Image};
 
-/// Sent to the subscriber (the inventory) each time the snapshot changes.
+/// Sent to the subscriber (the inventory) each time an engine's snapshot
+/// changes: every container in it carries `host`.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
-pub struct EngineChanged(pub Arc<EngineSnapshot>);
+pub struct EngineChanged {
+    pub host: Arc<str>,
+    pub snapshot: Arc<EngineSnapshot>,
+}
 
 /// One change the event loop learnt; applied by the actor, in order.
 #[derive(Message, Debug)]
@@ -66,6 +72,25 @@ impl Default for EngineState {
 
 pub type EngineStateReceiver = watch::Receiver<EngineState>;
 
+/// How much an engine runs and keeps, as its last snapshot says (`GET /api/hosts`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Running containers.
+    pub containers: usize,
+    /// Local images.
+    pub images: usize,
+}
+
+/// What one engine's watcher publishes, with the engine's name and address:
+/// everything `GET /api/hosts` and the websocket say about an engine.
+#[derive(Debug, Clone)]
+pub struct EngineWatch {
+    pub name: Arc<str>,
+    pub url: String,
+    pub state: EngineStateReceiver,
+    pub counts: watch::Receiver<Counts>,
+}
+
 /// Applies what the last attempt learnt; answers whether anything changed.
 /// `since` moves only when `connected` flips, so a new error message while
 /// the engine stays away is not a new outage.
@@ -93,22 +118,27 @@ fn update_state(
 }
 
 pub struct DockerWatcher {
-    docker: Docker,
+    engine: Engine,
     snapshot: EngineSnapshot,
     subscriber: Recipient<EngineChanged>,
     state: Option<watch::Sender<EngineState>>,
+    counts: Option<watch::Sender<Counts>>,
 }
 
 impl DockerWatcher {
-    pub fn new(docker: Docker, subscriber: Recipient<EngineChanged>) -> Self {
-        Self { docker, snapshot: EngineSnapshot::default(), subscriber, state: None }
+    pub fn new(engine: Engine, subscriber: Recipient<EngineChanged>) -> Self {
+        Self { engine, snapshot: EngineSnapshot::default(), subscriber, state: None, counts: None }
     }
 
-    /// Publishes the engine's connection state on a channel; answers its receiver.
-    pub fn with_state(mut self) -> (Self, EngineStateReceiver) {
-        let (tx, rx) = watch::channel(EngineState::default());
-        self.state = Some(tx);
-        (self, rx)
+    /// Publishes the engine's connection state and counts on channels; answers their receivers.
+    pub fn with_state(mut self) -> (Self, EngineWatch) {
+        let (state, state_rx) = watch::channel(EngineState::default());
+        let (counts, counts_rx) = watch::channel(Counts::default());
+        self.state = Some(state);
+        self.counts = Some(counts);
+        let name = Arc::clone(&self.engine.name);
+        let published = EngineWatch { name, url: self.engine.url.clone(), state: state_rx, counts: counts_rx };
+        (self, published)
     }
 }
 
@@ -117,7 +147,7 @@ impl Actor for DockerWatcher {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let state = self.state.take().unwrap_or_else(|| watch::channel(EngineState::default()).0);
-        let watch = watch_forever(self.docker.clone(), ctx.address(), state);
+        let watch = watch_forever(self.engine.clone(), ctx.address(), state);
         ctx.spawn(watch.into_actor(self).map(|_, _, _| ()));
     }
 }
@@ -126,9 +156,32 @@ impl Handler<EngineChange> for DockerWatcher {
     type Result = ();
 
     fn handle(&mut self, change: EngineChange, _: &mut Context<Self>) {
-        if apply(&mut self.snapshot, change) {
-            self.subscriber.do_send(EngineChanged(Arc::new(self.snapshot.clone())));
+        if apply(&mut self.snapshot, stamped(change, &self.engine.name)) {
+            if let Some(counts) = &self.counts {
+                let now = Counts { containers: self.snapshot.containers.len(), images: self.snapshot.images.len() };
+                counts.send_if_modified(|c| std::mem::replace(c, now) != now);
+            }
+            let snapshot = Arc::new(self.snapshot.clone());
+            self.subscriber.do_send(EngineChanged { host: Arc::clone(&self.engine.name), snapshot });
         }
+    }
+}
+
+/// The change with every container it carries marked as this engine's.
+fn stamped(change: EngineChange, host: &str) -> EngineChange {
+    let mark = |mut c: Container| {
+        if c.host != host {
+            c.host = host.to_string();
+        }
+        c
+    };
+    match change {
+        EngineChange::Replace(mut snapshot) => {
+            snapshot.containers = snapshot.containers.into_iter().map(|(id, c)| (id, mark(c))).collect();
+            EngineChange::Replace(snapshot)
+        }
+        EngineChange::UpsertContainer(c) => EngineChange::UpsertContainer(mark(c)),
+        other => other,
     }
 }
 
@@ -170,17 +223,18 @@ impl Backoff {
     }
 }
 
-async fn watch_forever(docker: Docker, me: Addr<DockerWatcher>, state: watch::Sender<EngineState>) {
+async fn watch_forever(engine: Engine, me: Addr<DockerWatcher>, state: watch::Sender<EngineState>) {
     let mut backoff = Backoff::new();
     let mut was_connected = true;
+    let name = &engine.name;
     loop {
-        match watch_once(&docker, &me, &mut backoff, &state).await {
-            Ok(()) => tracing::warn!("docker event stream ended; reconnecting"),
+        match watch_once(&engine.docker, name, &me, &mut backoff, &state).await {
+            Ok(()) => tracing::warn!(engine = %name, "docker event stream ended; reconnecting"),
             Err(e) => {
                 if was_connected {
-                    tracing::warn!("{e}; retrying with backoff");
+                    tracing::warn!(engine = %name, "{e}; retrying with backoff");
                 } else {
-                    tracing::debug!("{e}; retrying");
+                    tracing::debug!(engine = %name, "{e}; retrying");
                 }
                 state.send_if_modified(|s| update_state(s, Err(e.to_string()), SystemTime::now()));
             }
@@ -193,6 +247,7 @@ async fn watch_forever(docker: Docker, me: Addr<DockerWatcher>, state: watch::Se
 /// One connection: subscribe, list, then follow events until the stream ends.
 async fn watch_once(
     docker: &Docker,
+    name: &str,
     me: &Addr<DockerWatcher>,
     backoff: &mut Backoff,
     state: &watch::Sender<EngineState>,
@@ -204,7 +259,12 @@ async fn watch_once(
     let since = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs().saturating_sub(1));
     let mut events = engine::events(docker, EventsOptions { since: Some(since.to_string()), ..Default::default() });
     let snapshot = engine::snapshot(docker).await?;
-    tracing::info!(containers = snapshot.containers.len(), images = snapshot.images.len(), "docker engine listed");
+    tracing::info!(
+        engine = name,
+        containers = snapshot.containers.len(),
+        images = snapshot.images.len(),
+        "docker engine listed"
+    );
     me.do_send(EngineChange::Replace(snapshot));
     let version = engine::version(docker).await.unwrap_or_default();
     state.send_if_modified(|s| update_state(s, Ok(version), SystemTime::now()));
@@ -270,6 +330,19 @@ mod tests {
         let same = s.clone();
         assert!(!apply(&mut s, EngineChange::Replace(same)));
         assert!(apply(&mut s, EngineChange::RemoveImage(image.id)));
+    }
+
+    #[test]
+    fn every_container_a_change_carries_is_marked_with_the_engine() {
+        let mut s = EngineSnapshot::default();
+        s.containers.insert("a".into(), container("a", "one"));
+        let EngineChange::Replace(s) = stamped(EngineChange::Replace(s), "nas") else { panic!("still a replace") };
+        assert_eq!(s.containers["a"].host, "nas");
+        let EngineChange::UpsertContainer(c) = stamped(EngineChange::UpsertContainer(container("b", "two")), "nas")
+        else {
+            panic!("still an upsert")
+        };
+        assert_eq!(c.host, "nas");
     }
 
     #[test]

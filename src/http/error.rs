@@ -16,6 +16,9 @@ pub enum ApiError {
     UnknownAction,
     #[error("container not found")]
     ContainerNotFound,
+    /// A short id that containers of two engines start with: `host:id` or the full id says which.
+    #[error("ambiguous container id")]
+    AmbiguousContainer,
     #[error("image not found")]
     GroupNotFound,
     #[error("no progress")]
@@ -72,6 +75,7 @@ impl ResponseError for ApiError {
             ApiError::OwnContainer
             | ApiError::MonitorOnly
             | ApiError::Excluded
+            | ApiError::AmbiguousContainer
             | ApiError::SwarmManaged(_)
             | ApiError::NoSwarmManager
             | ApiError::DigestUnknown(_) => StatusCode::CONFLICT,
@@ -137,6 +141,7 @@ impl From<InventoryError> for ApiError {
         match e {
             InventoryError::ContainerNotFound => ApiError::ContainerNotFound,
             InventoryError::ServiceNotFound => ApiError::ServiceNotFound,
+            InventoryError::AmbiguousContainer => ApiError::AmbiguousContainer,
             InventoryError::Store(e) => ApiError::Internal(e.to_string()),
         }
     }
@@ -182,6 +187,7 @@ mod tests {
             (ApiError::CrossOrigin, 403, "cross-origin request refused\n"),
             (ApiError::UnknownAction, 400, "unknown action\n"),
             (ApiError::ContainerNotFound, 404, "container not found\n"),
+            (ApiError::AmbiguousContainer, 409, "ambiguous container id\n"),
             (ApiError::NoProgress, 404, "no progress\n"),
             (ApiError::MethodNotAllowed, 405, "method not allowed\n"),
             (ApiError::Internal("secret detail".into()), 500, "internal error\n"),

@@ -40,8 +40,10 @@ pub struct AppState {
     pub store: Addr<Store>,
     /// Job events (`progress`, `history`) as ready websocket messages.
     pub events: broadcast::Sender<String>,
-    /// Whether the engine answers (`GET /api/engine`, the websocket's `engine` message).
+    /// Whether the (first) engine answers (`GET /api/engine`, the websocket's `engine` message).
     pub engine: crate::docker::watcher::EngineStateReceiver,
+    /// Every engine, in the configured order (`GET /api/hosts`, the websocket's `hosts` message).
+    pub hosts: Vec<crate::docker::watcher::EngineWatch>,
     /// The body of `GET /api/settings`: effective settings a UI shows, no secrets.
     pub settings: serde_json::Value,
     /// `POST /api/notify/test`.
@@ -52,6 +54,26 @@ pub struct AppState {
     pub metrics_token: Option<String>,
     /// Swarm services of the engine, when it is a manager.
     pub services: Addr<crate::swarm::Services>,
+}
+
+/// One engine as `GET /api/hosts` and the websocket's `hosts` message show it.
+#[derive(serde::Serialize)]
+struct HostView<'a> {
+    name: &'a str,
+    url: &'a str,
+    #[serde(flatten)]
+    state: crate::docker::watcher::EngineState,
+    #[serde(flatten)]
+    counts: crate::docker::watcher::Counts,
+}
+
+/// Every engine as JSON: name, address (no credentials), connection state, counts.
+pub fn hosts_json(hosts: &[crate::docker::watcher::EngineWatch]) -> String {
+    let views: Vec<HostView> = hosts
+        .iter()
+        .map(|h| HostView { name: &h.name, url: &h.url, state: h.state.borrow().clone(), counts: *h.counts.borrow() })
+        .collect();
+    serde_json::to_string(&views).unwrap_or_else(|_| "[]".into())
 }
 
 pub struct SessionSettings {

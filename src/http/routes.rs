@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::AppState;
+use crate::inventory::resolve::Resolved;
 use crate::inventory::view::ImageGroup;
 use crate::inventory::{CurrentView, FindContainer, ToggleAutoUpdate, ToggleServiceAutoUpdate};
 use crate::jobs::supervisor::{GetProgress, StartUpdate};
@@ -42,6 +43,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/services/{id}/progress").route(web::get().to(service_progress)))
                 .service(resource("/history").route(web::get().to(history)))
                 .service(resource("/engine").route(web::get().to(engine_state)))
+                .service(resource("/hosts").route(web::get().to(hosts)))
                 .service(resource("/settings").route(web::get().to(settings)))
                 .service(resource("/ws").route(web::get().to(super::ws::connect)))
                 .service(resource("/notify/test").route(web::post().to(notify_test)))
@@ -91,9 +93,15 @@ async fn list_images(query: web::Query<ImagesQuery>, state: web::Data<AppState>)
     HttpResponse::Ok().content_type("application/json").body(body)
 }
 
+/// The first engine's state (the only one's, with one engine).
 async fn engine_state(state: web::Data<AppState>) -> HttpResponse {
     let engine = state.engine.borrow().clone();
     HttpResponse::Ok().json(engine)
+}
+
+/// Every engine, in the configured order.
+async fn hosts(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(super::hosts_json(&state.hosts))
 }
 
 async fn settings(state: web::Data<AppState>) -> HttpResponse {
@@ -177,15 +185,12 @@ async fn container_action(
         Action::Update => {
             // Mid-update the container may be stopped or renamed, out of
             // the view: its running job answers for it.
-            let progress = state.jobs.send(GetProgress { container_id: id.to_string() }).await?;
-            if progress.is_some_and(|p| !p.is_final()) {
-                return Ok(updating());
+            match state.jobs.send(GetProgress { container_id: id.to_string() }).await? {
+                Resolved::One(p) if !p.is_final() => return Ok(updating()),
+                Resolved::Ambiguous => return Err(ApiError::AmbiguousContainer),
+                _ => {}
             }
-            let container = state
-                .inventory
-                .send(FindContainer { container_id: id.to_string() })
-                .await?
-                .ok_or(ApiError::ContainerNotFound)?;
+            let container = state.inventory.send(FindContainer { container_id: id.to_string() }).await??;
             if let Some(service) = swarm_service(&container) {
                 return Err(ApiError::SwarmManaged(service));
             }
@@ -193,7 +198,10 @@ async fn container_action(
             if let Some(tag) = &to_tag {
                 let view = state.view.borrow();
                 let short: String = container.id.chars().take(12).collect();
-                let group = view.groups.iter().find(|g| g.containers.iter().any(|c| c.container_id == short));
+                let group = view
+                    .groups
+                    .iter()
+                    .find(|g| g.containers.iter().any(|c| c.container_id == short && c.host == container.host));
                 offered(group, tag)?;
             }
             let image_ref = retagged(&container.image_ref, to_tag.as_deref());
@@ -203,14 +211,12 @@ async fn container_action(
         Action::Progress => {
             // A container in the middle of its update may be stopped or
             // renamed: its job answers for it.
-            if let Some(progress) = state.jobs.send(GetProgress { container_id: id.to_string() }).await? {
-                return Ok(HttpResponse::Ok().json(progress));
+            match state.jobs.send(GetProgress { container_id: id.to_string() }).await? {
+                Resolved::One(progress) => return Ok(HttpResponse::Ok().json(progress)),
+                Resolved::Ambiguous => return Err(ApiError::AmbiguousContainer),
+                Resolved::None => {}
             }
-            state
-                .inventory
-                .send(FindContainer { container_id: id.to_string() })
-                .await?
-                .ok_or(ApiError::ContainerNotFound)?;
+            state.inventory.send(FindContainer { container_id: id.to_string() }).await??;
             Err(ApiError::NoProgress)
         }
     }
@@ -328,12 +334,13 @@ async fn update_group(
             offered(Some(group), tag)?;
         }
         // Excluded containers are not the group's to update; monitor-only
-        // ones go along so that the history says they were skipped.
-        group.containers.iter().filter(|c| !c.excluded).map(|c| c.container_id.clone()).collect()
+        // ones go along so that the history says they were skipped. A group
+        // spans engines: each container is named with its engine.
+        group.containers.iter().filter(|c| !c.excluded).map(|c| format!("{}:{}", c.host, c.container_id)).collect()
     };
     let mut targets = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some(container) = state.inventory.send(FindContainer { container_id: id }).await? {
+        if let Ok(container) = state.inventory.send(FindContainer { container_id: id }).await? {
             targets.push(container);
         }
     }

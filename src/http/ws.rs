@@ -1,14 +1,33 @@
 //! `GET /api/ws`: the current view at once, then every new one as published.
 //! The login behind it is re-checked at every ping and the socket closes as
-//! soon as it ends (logout, expiry, a new password).
+//! soon as it ends (logout, expiry, a new password). With several engines,
+//! each one's connection changes are told too (`hosts`).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message};
+use futures::stream::{self, BoxStream, SelectAll};
 use futures::StreamExt;
 
 use super::auth::SharedAuth;
 use super::AppState;
+use crate::docker::watcher::{EngineState, EngineWatch};
 use crate::store::stored_key;
+
+/// Whether each engine's connection state changed in a way worth telling: as
+/// for the `engine` message, an engine's first contact going well is how
+/// things should be, not news. Ends when every watcher is gone.
+fn host_changes(hosts: &[EngineWatch]) -> SelectAll<BoxStream<'static, bool>> {
+    stream::select_all(hosts.iter().map(|h| {
+        let mut rx = h.state.clone();
+        let known = !rx.borrow_and_update().initial;
+        stream::unfold((rx, known), |(mut rx, known)| async move {
+            rx.changed().await.ok()?;
+            let state: EngineState = rx.borrow_and_update().clone();
+            Some((known || !state.connected, (rx, true)))
+        })
+        .boxed()
+    }))
+}
 
 pub async fn connect(
     req: HttpRequest,
@@ -26,6 +45,11 @@ pub async fn connect(
     let mut engine = state.engine.clone();
     let mut engine_known = !engine.borrow_and_update().initial;
     let mut engine_alive = true;
+    // One engine: its `engine` messages say it all.
+    let several = state.hosts.len() > 1;
+    let mut hosts_changed = host_changes(if several { &state.hosts } else { &[] });
+    let mut hosts_alive = several;
+    let state_for_hosts = state.clone();
     let own_key = session_id.as_deref().map(stored_key);
     let session_gone = || Some(CloseReason { code: CloseCode::Policy, description: Some("session ended".into()) });
     let counted = state.metrics.websocket_opened();
@@ -86,6 +110,17 @@ pub async fn connect(
                         return;
                     }
                 }
+                news = hosts_changed.next(), if hosts_alive => match news {
+                    None => hosts_alive = false,
+                    Some(false) => {}
+                    Some(true) => {
+                        let data = super::hosts_json(&state_for_hosts.hosts);
+                        let message = format!(r#"{{"type":"hosts","data":{data}}}"#);
+                        if session.text(message).await.is_err() {
+                            return;
+                        }
+                    }
+                },
                 _ = ping.tick() => {
                     if let Some(id) = &session_id {
                         if !auth.session_is_live(id).await {

@@ -1,13 +1,14 @@
-//! The `Inventory` actor joins what the other actors know — the engine
+//! The `Inventory` actor joins what the other actors know — every engine's
 //! snapshot, registry results, persisted flags — into the one view that the
 //! API and the websocket serve. It publishes that view on a watch channel, so
 //! readers never wait on the actor and never call Docker per request.
 
+pub mod resolve;
 pub mod scope;
 pub mod view;
 pub mod window;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,8 +27,9 @@ use crate::registry::poller::{ImagesSeen, RoundDone};
 use crate::registry::reference::{self, ImageRef};
 use crate::store::{SetAutoUpdate, Store, StoreError};
 use crate::swarm::{self, view::build_services, view::ServiceItem, ServicesChanged, UpdateService};
+use resolve::{ContainerRef, Resolved};
 use scope::{Policy, Selection};
-use view::{build_groups, references, without_excluded, ImageGroup};
+use view::{build_fleet, flag_key, references, without_excluded, Flags, ImageGroup};
 use window::UpdateWindow;
 
 /// How often at most a changed view is published (and so sent to websockets).
@@ -97,6 +99,9 @@ pub enum InventoryError {
     ContainerNotFound,
     #[error("service not found")]
     ServiceNotFound,
+    /// A short id that containers of two engines start with.
+    #[error("ambiguous container id")]
+    AmbiguousContainer,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -108,16 +113,17 @@ pub struct ToggleAutoUpdate {
     pub container_id: String,
 }
 
-/// Looks a running container up by the id the API shows (12 chars or more).
+/// Looks a running container up by the id the API shows (12 chars or
+/// more), optionally as `host:id`.
 #[derive(Message)]
-#[rtype(result = "Option<Container>")]
+#[rtype(result = "Result<Container, InventoryError>")]
 pub struct FindContainer {
     pub container_id: String,
 }
 
 /// A container this instance may act on, and what it may do with it.
 #[derive(Message)]
-#[rtype(result = "Option<(Container, Selection)>")]
+#[rtype(result = "Result<(Container, Selection), InventoryError>")]
 pub struct FindSelected {
     pub container_id: String,
 }
@@ -129,7 +135,10 @@ pub struct FindSelected {
 pub struct CurrentView;
 
 pub struct Inventory {
-    engine: Arc<EngineSnapshot>,
+    /// Each engine's last snapshot, by engine name.
+    engines: BTreeMap<Arc<str>, Arc<EngineSnapshot>>,
+    /// The first engine: its containers' flags are stored by bare name.
+    primary: String,
     remote: RemoteStates,
     tags: TagStates,
     auto_update: HashMap<String, bool>,
@@ -156,7 +165,8 @@ impl Inventory {
     ) -> (Self, ViewReceiver) {
         let (publisher, receiver) = watch::channel(Arc::new(View::new(Vec::new())));
         let inventory = Self {
-            engine: Arc::default(),
+            engines: BTreeMap::new(),
+            primary: String::new(),
             remote: RemoteStates::new(),
             tags: TagStates::new(),
             auto_update,
@@ -174,6 +184,19 @@ impl Inventory {
             service_updates: None,
         };
         (inventory, receiver)
+    }
+
+    /// The first configured engine, whose containers' flags are kept by name.
+    pub fn with_primary(mut self, name: &str) -> Self {
+        self.primary = name.to_string();
+        self
+    }
+
+    /// The groups of every engine's containers, as they are now.
+    fn groups(&self) -> Vec<ImageGroup> {
+        let snapshots: Vec<&EngineSnapshot> = self.engines.values().map(|s| s.as_ref()).collect();
+        let flags = Flags { stored: &self.auto_update, primary: &self.primary };
+        build_fleet(&snapshots, &self.remote, &self.tags, flags, &self.policy)
     }
 
     /// Which containers are looked after, and when automatic updates may start.
@@ -215,7 +238,7 @@ impl Inventory {
 
     fn publish(&mut self) {
         self.last_publish = Some(Instant::now());
-        let groups = build_groups(&self.engine, &self.remote, &self.tags, &self.auto_update, &self.policy);
+        let groups = self.groups();
         let services = self.services.as_ref().map(|s| build_services(s, &self.remote, &self.auto_update));
         self.publisher.send_if_modified(|current| {
             if current.groups == groups && current.services == services {
@@ -232,7 +255,7 @@ impl Inventory {
 
     /// The references to check: the containers' and the services' tags.
     fn references(&self) -> Vec<ImageRef> {
-        let mut refs = references(self.engine.containers.values(), &self.policy);
+        let mut refs = references(self.engines.values().flat_map(|s| s.containers.values()), &self.policy);
         for service in self.services.iter().flat_map(|s| s.iter()) {
             if let Some(followed) = swarm::view::followed(service) {
                 if !refs.iter().any(|r| r.display_name() == followed.display_name()) {
@@ -282,7 +305,18 @@ impl Inventory {
             tracing::debug!("outside the update window: no automatic update starts");
             return;
         }
-        let groups = build_groups(&self.engine, &self.remote, &self.tags, &self.auto_update, &self.policy);
+        // A check's results come one image at a time: look for a container
+        // with auto-update on before building the whole fleet's view for each.
+        let flags = Flags { stored: &self.auto_update, primary: &self.primary };
+        let any_on = self
+            .engines
+            .values()
+            .flat_map(|s| s.containers.values())
+            .any(|c| flags.get(&c.host, &c.name).unwrap_or_else(|| scope::auto_update_default(&c.labels)));
+        if !any_on {
+            return;
+        }
+        let groups = self.groups();
         let mut updates: Vec<StartUpdate> = Vec::new();
         for group in groups.iter().filter(|g| checked.contains(&g.image)) {
             // Each container goes as far as its policy lets it: the newest
@@ -293,8 +327,9 @@ impl Inventory {
                 if to_tag.is_none() && item.status != view::Status::Outdated {
                     continue;
                 }
-                if let Some(container) = self.find(&item.container_id) {
-                    by_tag.entry(to_tag).or_default().push(container.clone());
+                let found = self.find(&ContainerRef { host: Some(&item.host), id: &item.container_id }).one().cloned();
+                if let Some(container) = found {
+                    by_tag.entry(to_tag).or_default().push(container);
                 }
             }
             for (to_tag, targets) in by_tag {
@@ -336,16 +371,22 @@ impl Inventory {
         self.window_was_open = open;
     }
 
-    /// A running container of this instance's scope.
-    fn find(&self, container_id: &str) -> Option<&Container> {
-        if container_id.len() < 12 {
-            return None;
-        }
-        self.engine
-            .containers
+    /// A running container of this instance's scope, on any engine.
+    fn find(&self, target: &ContainerRef<'_>) -> Resolved<&Container> {
+        let in_scope = self
+            .engines
             .values()
-            .find(|c| c.id.starts_with(container_id))
-            .filter(|c| scope::select(&self.policy, &c.labels) != Selection::OutOfScope)
+            .flat_map(|s| s.containers.values())
+            .filter(|c| scope::select(&self.policy, &c.labels) != Selection::OutOfScope);
+        resolve::resolve(target, in_scope.map(|c| (c.host.as_str(), c.id.as_str(), c)))
+    }
+
+    fn find_text(&self, container_id: &str) -> Result<&Container, InventoryError> {
+        match self.find(&ContainerRef::parse(container_id)) {
+            Resolved::One(c) => Ok(c),
+            Resolved::None => Err(InventoryError::ContainerNotFound),
+            Resolved::Ambiguous => Err(InventoryError::AmbiguousContainer),
+        }
     }
 }
 
@@ -364,8 +405,9 @@ impl Actor for Inventory {
 
 impl Handler<EngineChanged> for Inventory {
     type Result = ();
-    fn handle(&mut self, EngineChanged(snapshot): EngineChanged, ctx: &mut Context<Self>) {
-        self.engine = snapshot;
+    fn handle(&mut self, EngineChanged { host, snapshot }: EngineChanged, ctx: &mut Context<Self>) {
+        self.engines.insert(host, snapshot);
+        // One reference for the whole fleet: the poller checks each once.
         self.references_changed();
         self.changed(ctx);
     }
@@ -450,17 +492,17 @@ impl Handler<CurrentView> for Inventory {
 }
 
 impl Handler<FindContainer> for Inventory {
-    type Result = Option<Container>;
+    type Result = Result<Container, InventoryError>;
     fn handle(&mut self, msg: FindContainer, _: &mut Context<Self>) -> Self::Result {
-        self.find(&msg.container_id).cloned()
+        self.find_text(&msg.container_id).cloned()
     }
 }
 
 impl Handler<FindSelected> for Inventory {
-    type Result = Option<(Container, Selection)>;
+    type Result = Result<(Container, Selection), InventoryError>;
     fn handle(&mut self, msg: FindSelected, _: &mut Context<Self>) -> Self::Result {
-        let c = self.find(&msg.container_id)?;
-        Some((c.clone(), scope::select(&self.policy, &c.labels)))
+        let c = self.find_text(&msg.container_id)?;
+        Ok((c.clone(), scope::select(&self.policy, &c.labels)))
     }
 }
 
@@ -468,10 +510,12 @@ impl Handler<ToggleAutoUpdate> for Inventory {
     type Result = ResponseActFuture<Self, Result<bool, InventoryError>>;
 
     fn handle(&mut self, msg: ToggleAutoUpdate, _: &mut Context<Self>) -> Self::Result {
-        let Some((name, default)) =
-            self.find(&msg.container_id).map(|c| (c.name.clone(), scope::auto_update_default(&c.labels)))
-        else {
-            return Box::pin(actix::fut::ready(Err(InventoryError::ContainerNotFound)));
+        let found = self
+            .find_text(&msg.container_id)
+            .map(|c| (flag_key(&self.primary, &c.host, &c.name), scope::auto_update_default(&c.labels)));
+        let (name, default) = match found {
+            Ok(found) => found,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
         let enabled = !self.auto_update.get(&name).copied().unwrap_or(default);
         let save = self.store.send(SetAutoUpdate { container_name: name.clone(), enabled });

@@ -1,5 +1,5 @@
 //! The `GET /api/images` view as a pure function of what the actors know:
-//! the engine snapshot, the registry results and the persisted flags.
+//! the engines' snapshots, the registry results and the persisted flags.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,6 +25,9 @@ pub enum Status {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContainerItem {
+    /// The engine it runs on (`local` with one engine): with the id, what
+    /// names it across engines (`host:id`).
+    pub host: String,
     pub container_id: String,
     pub container_name: String,
     pub local_digest: String,
@@ -191,9 +194,32 @@ pub fn references<'a>(containers: impl IntoIterator<Item = &'a Container>, polic
     refs.into_values().collect()
 }
 
-/// Builds the groups, sorted by image and then by container name so that the
-/// answer is stable between calls. Containers out of the instance's scope
-/// are not in them; excluded ones are, marked, and count for no status.
+/// The key a container's auto-update flag is stored under: its name on the
+/// first engine (so a one-engine setup keeps its flags when engines are
+/// added after it), `host:name` on the others. Docker names never hold `:`.
+pub fn flag_key(primary: &str, host: &str, name: &str) -> String {
+    if host.is_empty() || host == primary {
+        name.to_string()
+    } else {
+        format!("{host}:{name}")
+    }
+}
+
+/// The stored auto-update flags, and which engine stores them by bare name.
+#[derive(Debug, Clone, Copy)]
+pub struct Flags<'a> {
+    pub stored: &'a HashMap<String, bool>,
+    /// The first engine's name.
+    pub primary: &'a str,
+}
+
+impl Flags<'_> {
+    pub fn get(&self, host: &str, name: &str) -> Option<bool> {
+        self.stored.get(&flag_key(self.primary, host, name)).copied()
+    }
+}
+
+/// [`build_fleet`] for one engine's snapshot, its flags stored by name.
 pub fn build_groups(
     snapshot: &EngineSnapshot,
     remote: &RemoteStates,
@@ -201,12 +227,29 @@ pub fn build_groups(
     auto_update: &HashMap<String, bool>,
     policy: &Policy,
 ) -> Vec<ImageGroup> {
+    let flags = Flags { stored: auto_update, primary: "" };
+    build_fleet(&[snapshot], remote, tags, flags, policy)
+}
+
+/// Builds the groups of every engine's containers, sorted by image, then by
+/// container name and engine, so that the answer is stable between calls.
+/// A group spans engines: it is the image reference. Containers out of the
+/// instance's scope are not in them; excluded ones are, marked, and count
+/// for no status.
+pub fn build_fleet(
+    snapshots: &[&EngineSnapshot],
+    remote: &RemoteStates,
+    tags: &TagStates,
+    flags: Flags<'_>,
+    policy: &Policy,
+) -> Vec<ImageGroup> {
     struct Pending<'a> {
         parsed: Option<ImageRef>,
-        members: Vec<&'a crate::docker::model::Container>,
+        /// Each container with the snapshot that knows its image.
+        members: Vec<(&'a crate::docker::model::Container, &'a EngineSnapshot)>,
     }
     let mut groups: BTreeMap<String, Pending> = BTreeMap::new();
-    for c in snapshot.containers.values() {
+    for (c, snapshot) in snapshots.iter().flat_map(|s| s.containers.values().map(move |c| (c, *s))) {
         // A Swarm task is shown under its service (`GET /api/services`).
         if scope::select(policy, &c.labels) == Selection::OutOfScope || is_swarm_task(c) {
             continue;
@@ -218,7 +261,7 @@ pub fn build_groups(
             // our parser disagrees; its status is simply unknown.
             Some(Err(_)) => (c.image_ref.clone(), None),
         };
-        groups.entry(key).or_insert_with(|| Pending { parsed, members: Vec::new() }).members.push(c);
+        groups.entry(key).or_insert_with(|| Pending { parsed, members: Vec::new() }).members.push((c, snapshot));
     }
 
     groups
@@ -231,7 +274,7 @@ pub fn build_groups(
             let mut containers: Vec<ContainerItem> = pending
                 .members
                 .iter()
-                .map(|c| {
+                .map(|&(c, snapshot)| {
                     let local = pending.parsed.as_ref().and_then(|r| {
                         let digests =
                             snapshot.images.get(&c.image_id).map(|i| i.repo_digests.as_slice()).unwrap_or_default();
@@ -246,13 +289,13 @@ pub fn build_groups(
                     let local_digest = local.as_deref().map_or_else(|| UNKNOWN.into(), shorten);
                     locals.push((local, status));
                     ContainerItem {
+                        host: c.host.clone(),
                         container_id: c.id.chars().take(12).collect(),
                         container_name: c.name.clone(),
                         local_digest,
                         status,
-                        auto_update: auto_update
-                            .get(&c.name)
-                            .copied()
+                        auto_update: flags
+                            .get(&c.host, &c.name)
                             .unwrap_or_else(|| scope::auto_update_default(&c.labels)),
                         excluded: selection == Selection::Excluded,
                         monitor_only: selection == Selection::MonitorOnly,
@@ -260,7 +303,7 @@ pub fn build_groups(
                     }
                 })
                 .collect();
-            containers.sort_by(|a, b| a.container_name.cmp(&b.container_name));
+            containers.sort_by(|a, b| (&a.container_name, &a.host).cmp(&(&b.container_name, &b.host)));
             let status = group_status(containers.iter().filter(|c| !c.excluded).map(|c| c.status));
             let versions = pending.parsed.as_ref().map_or_else(VersionFields::default, |r| {
                 let first_outdated = locals.iter().find(|(_, s)| *s == Status::Outdated).or(locals.first());
@@ -271,7 +314,7 @@ pub fn build_groups(
                     remote_digest,
                     status == Status::Outdated || status == Status::Partial,
                 );
-                fields.release_notes = pending.members.first().and_then(|c| {
+                fields.release_notes = pending.members.first().and_then(|&(c, snapshot)| {
                     let image_labels = snapshot.images.get(&c.image_id).map(|i| &i.labels);
                     versions::release_notes(&c.labels, image_labels.unwrap_or(&HashMap::new()))
                 });
@@ -534,6 +577,74 @@ mod tests {
         assert_eq!(groups[0].containers[0].container_name, "web-b");
         let refs: Vec<_> = references(s.containers.values(), &blue).iter().map(ImageRef::display_name).collect();
         assert_eq!(refs, ["nginx:latest"]);
+    }
+
+    /// The same image on two engines: one group, each container with its
+    /// engine and its own local digest (from its own engine's images).
+    #[test]
+    fn a_group_spans_engines_and_flags_are_per_engine() {
+        let mut one = snapshot();
+        let mut two = EngineSnapshot::default();
+        for c in one.containers.values_mut() {
+            c.host = "local".into();
+        }
+        let old = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+        two.images.insert(
+            old.into(),
+            Image { id: old.into(), repo_digests: vec![format!("nginx@{B}")], ..Default::default() },
+        );
+        two.containers.insert(
+            "d1d1d1d1d1d1d1d1".into(),
+            Container {
+                host: "nas".into(),
+                id: "d1d1d1d1d1d1d1d1".into(),
+                name: "web-b".into(),
+                image_ref: "nginx:latest".into(),
+                image_id: old.into(),
+                ..Default::default()
+            },
+        );
+        let remote = RemoteStates::from([(
+            "nginx:latest".to_string(),
+            RemoteState { digest: Some(B.into()), ..Default::default() },
+        )]);
+        let stored = HashMap::from([("web-b".to_string(), true), ("nas:web-a".to_string(), true)]);
+        let flags = Flags { stored: &stored, primary: "local" };
+        let groups = build_fleet(&[&one, &two], &remote, &TagStates::new(), flags, &Policy::default());
+        let nginx = groups.iter().find(|g| g.image == "nginx:latest").expect("nginx group");
+        let rows: Vec<_> = nginx
+            .containers
+            .iter()
+            .map(|c| (c.host.as_str(), c.container_name.as_str(), c.status, c.auto_update))
+            .collect();
+        // Same image id on both engines, but each engine's own digests decide.
+        assert_eq!(
+            rows,
+            [
+                ("local", "web-a", Uptodate, false),
+                ("local", "web-b", Outdated, true),
+                ("nas", "web-b", Uptodate, false)
+            ]
+        );
+        assert_eq!(nginx.status, Partial);
+        let refs: Vec<_> = references(one.containers.values().chain(two.containers.values()), &Policy::default())
+            .iter()
+            .map(ImageRef::display_name)
+            .collect();
+        assert_eq!(refs, ["myapp:dev", "nginx:latest"], "one reference for the whole fleet");
+    }
+
+    #[test]
+    fn flags_of_the_first_engine_keep_their_bare_names() {
+        let cases = [
+            ("local", "local", "web", "web"),
+            ("local", "", "web", "web"),
+            ("local", "nas", "web", "nas:web"),
+            ("nas", "local", "web", "local:web"),
+        ];
+        for (primary, host, name, key) in cases {
+            assert_eq!(flag_key(primary, host, name), key, "{primary} {host} {name}");
+        }
     }
 
     #[test]

@@ -22,8 +22,11 @@ use crate::registry::credentials::{self, Credential, DockerConfig};
 use crate::registry::reference;
 use crate::store::{BeginJob, FinishJob, JobRecord, JobResult, JobStep, JournalStep, Store, StoreError};
 
-/// What every job needs, shared.
+/// What every job on one engine needs, shared: there is one per engine, and
+/// a job runs entirely on its container's engine (pull, recreate, journal).
 pub struct JobEnv {
+    /// The engine's configured name, journalled with every job.
+    pub host: Arc<str>,
     pub docker: Docker,
     pub store: Addr<Store>,
     /// Re-read when the file changes: a later `docker login` counts for the next pull.
@@ -276,6 +279,8 @@ pub async fn recreate(env: &JobEnv, req: RecreateRequest<'_>, report: &Report, b
         from_digest,
         to_digest: req.to_digest.clone(),
         plan: plan_json,
+        host: Some(env.host.to_string()),
+        kind: crate::store::JobKind::Container,
     };
     match env.store.send(begin).await.map_err(|_| StoreError::Unavailable) {
         Ok(Ok(())) => fault_point(JobStep::Planned),

@@ -1,8 +1,10 @@
 //! `Jobs` keeps track of every update: which containers have one running (never
 //! two at once), their latest progress (kept 60 s after the end), how many
 //! automatic updates run, and the websocket events. Each update is an
-//! `UpdateJob` actor of its own: it pulls once, then recreates its containers
-//! one after another, then the containers that share their namespaces.
+//! `UpdateJob` actor of its own, on one engine: it pulls once, then recreates
+//! its containers one after another, then the containers that share their
+//! namespaces. An update of containers on several engines is one `UpdateJob`
+//! per engine.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use super::progress::{ProgressAggregator, PullProgress, Stage, Throttle};
 use super::sequence::{self, JobEnv, Outcome, RecreateRequest, Report};
 use crate::docker::engine;
 use crate::docker::model::Container;
+use crate::inventory::resolve::{self, ContainerRef, Resolved};
 use crate::inventory::scope::{self, Policy, Selection};
 use crate::metrics::Metrics;
 use crate::registry::reference;
@@ -39,9 +42,10 @@ pub enum JobsError {
     Excluded,
 }
 
-/// Starts updating `targets`, all created from `image_ref`: one pull, then
-/// one recreate after another. Containers that already have a job are left
-/// to it. Automatic updates wait for a free slot.
+/// Starts updating `targets`, all created from `image_ref`: one pull per
+/// engine, then one recreate after another. Containers that already have a
+/// job are left to it. Automatic updates wait for a free slot (each engine's
+/// part of one takes a slot).
 #[derive(Message, Clone)]
 #[rtype(result = "Result<(), JobsError>")]
 pub struct StartUpdate {
@@ -54,9 +58,9 @@ pub struct StartUpdate {
 }
 
 /// The latest progress of a job on this container (by the id the update was
-/// started with, or its replacement's; 12 characters or more).
+/// started with, or its replacement's; 12 characters or more, or `host:id`).
 #[derive(Message)]
-#[rtype(result = "Option<PullProgress>")]
+#[rtype(result = "Resolved<PullProgress>")]
 pub struct GetProgress {
     pub container_id: String,
 }
@@ -65,6 +69,7 @@ pub struct GetProgress {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ProgressChanged {
+    pub host: Arc<str>,
     pub container_id: String,
     pub progress: PullProgress,
 }
@@ -73,6 +78,7 @@ pub struct ProgressChanged {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ContainerFinished {
+    pub host: Arc<str>,
     pub container_id: String,
     pub new_container_id: Option<String>,
     pub history: Option<HistoryEntry>,
@@ -97,12 +103,20 @@ struct Tracked {
     ended: Option<Instant>,
 }
 
+/// A container on one engine: its engine's name and its full id.
+type Key = (Arc<str>, String);
+
+fn key(host: &Arc<str>, id: &str) -> Key {
+    (Arc::clone(host), id.to_string())
+}
+
 pub struct Jobs {
-    env: Arc<JobEnv>,
+    /// Each engine's job environment, by engine name.
+    envs: HashMap<String, Arc<JobEnv>>,
     own: OwnContainer,
-    tracked: HashMap<String, Tracked>,
-    running: HashSet<String>,
-    throttles: HashMap<String, Throttle>,
+    tracked: HashMap<Key, Tracked>,
+    running: HashSet<Key>,
+    throttles: HashMap<Key, Throttle>,
     auto_limit: usize,
     auto_running: usize,
     auto_queue: VecDeque<StartUpdate>,
@@ -111,7 +125,7 @@ pub struct Jobs {
     notify: Option<Recipient<UpdateEnded>>,
     metrics: Option<Metrics>,
     /// When each running container's update started (for the metrics).
-    started: HashMap<String, Instant>,
+    started: HashMap<Key, Instant>,
 }
 
 impl Jobs {
@@ -128,9 +142,15 @@ impl Jobs {
         self
     }
 
-    pub fn new(env: JobEnv, own: OwnContainer, auto_limit: usize, events: broadcast::Sender<String>) -> Self {
+    /// `envs`: one per engine.
+    pub fn new(
+        envs: impl IntoIterator<Item = Arc<JobEnv>>,
+        own: OwnContainer,
+        auto_limit: usize,
+        events: broadcast::Sender<String>,
+    ) -> Self {
         Self {
-            env: Arc::new(env),
+            envs: envs.into_iter().map(|env| (env.host.to_string(), env)).collect(),
             own,
             tracked: HashMap::new(),
             running: HashSet::new(),
@@ -146,8 +166,20 @@ impl Jobs {
         }
     }
 
+    /// The environment of the engine `host`, if it is one of ours.
+    fn env_of(&self, host: &str) -> Option<Arc<JobEnv>> {
+        self.envs.get(host).cloned()
+    }
+
+    /// Starts (or queues) one engine's part of an update: every target is on `env`'s engine.
     fn launch(&mut self, mut msg: StartUpdate, ctx: &mut Context<Self>) {
-        msg.targets.retain(|c| !self.running.contains(&c.id) && !self.own.is(&c.id));
+        let Some(env) = msg.targets.first().and_then(|c| self.env_of(&c.host)) else {
+            if let Some(c) = msg.targets.first() {
+                tracing::error!(engine = %c.host, container = %c.name, "no such engine: update not started");
+            }
+            return;
+        };
+        msg.targets.retain(|c| !self.running.contains(&key(&env.host, &c.id)) && !self.own.is(&c.id));
         if msg.targets.is_empty() {
             return;
         }
@@ -161,14 +193,14 @@ impl Jobs {
             self.auto_running += 1;
         }
         for c in &msg.targets {
-            self.running.insert(c.id.clone());
-            self.started.insert(c.id.clone(), Instant::now());
-            self.throttles.remove(&c.id);
+            let k = key(&env.host, &c.id);
+            self.running.insert(k.clone());
+            self.started.insert(k.clone(), Instant::now());
+            self.throttles.remove(&k);
             let progress = ProgressAggregator::new().snapshot();
-            self.tracked.insert(c.id.clone(), Tracked { progress, short_id: short(&c.id), ended: None });
+            self.tracked.insert(k, Tracked { progress, short_id: short(&c.id), ended: None });
         }
-        UpdateJob { env: Arc::clone(&self.env), jobs: ctx.address(), request: msg, policy: Arc::clone(&self.policy) }
-            .start();
+        UpdateJob { env, jobs: ctx.address(), request: msg, policy: Arc::clone(&self.policy) }.start();
     }
 
     fn broadcast(&self, message: String) {
@@ -183,6 +215,24 @@ impl Jobs {
 
 fn short(id: &str) -> String {
     id.chars().take(12).collect()
+}
+
+/// One update per engine, each with its engine's targets in their order;
+/// the engines in the order their first target comes.
+fn split_by_host(msg: StartUpdate) -> Vec<StartUpdate> {
+    let mut parts: Vec<StartUpdate> = Vec::new();
+    for target in msg.targets {
+        match parts.iter_mut().find(|p| p.targets[0].host == target.host) {
+            Some(part) => part.targets.push(target),
+            None => parts.push(StartUpdate {
+                targets: vec![target],
+                image_ref: msg.image_ref.clone(),
+                automatic: msg.automatic,
+                to_tag: msg.to_tag.clone(),
+            }),
+        }
+    }
+    parts
 }
 
 impl Actor for Jobs {
@@ -209,43 +259,53 @@ impl Handler<StartUpdate> for Jobs {
         }
         // A group update names the containers it skips in the history.
         let running = &self.running;
-        let skipped: Vec<Container> = monitored.into_iter().filter(|c| !running.contains(&c.id)).collect();
+        let skipped: Vec<(Arc<JobEnv>, Container)> = monitored
+            .into_iter()
+            .filter_map(|c| self.envs.get(&c.host).map(|env| (Arc::clone(env), c)))
+            .filter(|(env, c)| !running.contains(&key(&env.host, &c.id)))
+            .collect();
         if !skipped.is_empty() {
-            let env = Arc::clone(&self.env);
             let jobs = ctx.address();
             let image_ref = msg.image_ref.clone();
             actix::spawn(async move {
-                for target in &skipped {
+                for (env, target) in &skipped {
                     let reason = Some(MONITOR_ONLY_SKIPPED.to_string());
-                    finish_without_change(&env, &jobs, target, &image_ref, JobResult::Unchanged, reason, None).await;
+                    finish_without_change(env, &jobs, target, &image_ref, JobResult::Unchanged, reason, None).await;
                 }
             });
         }
         msg.targets = allowed;
-        self.launch(msg, ctx);
+        for part in split_by_host(msg) {
+            self.launch(part, ctx);
+        }
         Ok(())
     }
 }
 
 impl Handler<GetProgress> for Jobs {
-    type Result = Option<PullProgress>;
+    type Result = Resolved<PullProgress>;
     fn handle(&mut self, msg: GetProgress, _: &mut Context<Self>) -> Self::Result {
-        if msg.container_id.len() < 12 {
-            return None;
-        }
         self.forget_old();
-        self.tracked.iter().find(|(id, _)| id.starts_with(&msg.container_id)).map(|(_, t)| t.progress.clone())
+        let target = ContainerRef::parse(&msg.container_id);
+        let candidates = self.tracked.iter().map(|((host, id), t)| (&**host, id.as_str(), t));
+        resolve::resolve(&target, candidates).map(|t| t.progress.clone())
     }
 }
 
 impl Handler<ProgressChanged> for Jobs {
     type Result = ();
     fn handle(&mut self, msg: ProgressChanged, _: &mut Context<Self>) {
-        let Some(tracked) = self.tracked.get_mut(&msg.container_id) else { return };
+        let k = key(&msg.host, &msg.container_id);
+        let Some(tracked) = self.tracked.get_mut(&k) else { return };
         tracked.progress = msg.progress.clone();
-        let throttle = self.throttles.entry(msg.container_id.clone()).or_default();
+        let throttle = self.throttles.entry(k).or_default();
         if throttle.should_emit(Instant::now(), &msg.progress) {
-            let event = json!({ "type": "progress", "container_id": short(&msg.container_id), "data": msg.progress });
+            let event = json!({
+                "type": "progress",
+                "container_id": short(&msg.container_id),
+                "host": &*msg.host,
+                "data": msg.progress,
+            });
             self.broadcast(event.to_string());
         }
     }
@@ -254,9 +314,10 @@ impl Handler<ProgressChanged> for Jobs {
 impl Handler<ContainerFinished> for Jobs {
     type Result = ();
     fn handle(&mut self, msg: ContainerFinished, _: &mut Context<Self>) {
-        self.running.remove(&msg.container_id);
-        self.throttles.remove(&msg.container_id);
-        if let Some(tracked) = self.tracked.get_mut(&msg.container_id) {
+        let k = key(&msg.host, &msg.container_id);
+        self.running.remove(&k);
+        self.throttles.remove(&k);
+        if let Some(tracked) = self.tracked.get_mut(&k) {
             tracked.ended = Some(Instant::now());
             let alias = Tracked {
                 progress: tracked.progress.clone(),
@@ -264,10 +325,10 @@ impl Handler<ContainerFinished> for Jobs {
                 ended: tracked.ended,
             };
             if let Some(new_id) = msg.new_container_id {
-                self.tracked.insert(new_id, alias);
+                self.tracked.insert(key(&msg.host, &new_id), alias);
             }
         }
-        let took = self.started.remove(&msg.container_id).map(|at| at.elapsed());
+        let took = self.started.remove(&k).map(|at| at.elapsed());
         if let Some(entry) = msg.history {
             if let Some(metrics) = &self.metrics {
                 metrics.update_finished(entry.result.as_str(), took);
@@ -322,10 +383,13 @@ impl Actor for UpdateJob {
     }
 }
 
-fn reporter(jobs: &Addr<Jobs>, container_id: &str) -> Report {
+fn reporter(env: &JobEnv, jobs: &Addr<Jobs>, container_id: &str) -> Report {
     let jobs = jobs.clone();
     let container_id = container_id.to_string();
-    Arc::new(move |progress| jobs.do_send(ProgressChanged { container_id: container_id.clone(), progress }))
+    let host = Arc::clone(&env.host);
+    Arc::new(move |progress| {
+        jobs.do_send(ProgressChanged { host: Arc::clone(&host), container_id: container_id.clone(), progress })
+    })
 }
 
 async fn run(env: &JobEnv, jobs: &Addr<Jobs>, request: &StartUpdate, policy: &Policy) {
@@ -337,7 +401,7 @@ async fn run(env: &JobEnv, jobs: &Addr<Jobs>, request: &StartUpdate, policy: &Po
         return;
     }
     // One pull for every target; each sees its progress.
-    let reports: Vec<Report> = request.targets.iter().map(|t| reporter(jobs, &t.id)).collect();
+    let reports: Vec<Report> = request.targets.iter().map(|t| reporter(env, jobs, &t.id)).collect();
     let fan_out: Report = Arc::new(move |p: PullProgress| reports.iter().for_each(|r| r(p.clone())));
     let mut aggregator_seen = ProgressAggregator::new();
     let pulled = sequence::pull(env, &request.image_ref, &fan_out, &mut aggregator_seen).await;
@@ -363,7 +427,7 @@ async fn run(env: &JobEnv, jobs: &Addr<Jobs>, request: &StartUpdate, policy: &Po
     };
     let to_digest = sequence::repo_digest(&new_image, &request.image_ref);
     for target in &request.targets {
-        let report = reporter(jobs, &target.id);
+        let report = reporter(env, jobs, &target.id);
         // A new tag keeps how the user spelled the repository.
         let image_ref = match &request.to_tag {
             Some(tag) => reference::with_tag(&target.image_ref, tag),
@@ -402,6 +466,7 @@ async fn run(env: &JobEnv, jobs: &Addr<Jobs>, request: &StartUpdate, policy: &Po
             }
         };
         jobs.do_send(ContainerFinished {
+            host: Arc::clone(&env.host),
             container_id: target.id.clone(),
             new_container_id: outcome.new_container_id.clone(),
             history,
@@ -444,7 +509,7 @@ async fn recreate_dependents(env: &JobEnv, jobs: &Addr<Jobs>, supplier: &Contain
         let Ok(image) = engine::inspect_image(&env.docker, &dependent.image_id).await else { continue };
         let image_ref = details.config.as_ref().and_then(|c| c.image.clone()).unwrap_or_default();
         tracing::info!(container = %dependent.name, supplier = %supplier.name, "recreating a namespace dependent");
-        let report = reporter(jobs, &dependent.id);
+        let report = reporter(env, jobs, &dependent.id);
         let outcome = sequence::recreate(
             env,
             RecreateRequest {
@@ -463,6 +528,7 @@ async fn recreate_dependents(env: &JobEnv, jobs: &Addr<Jobs>, supplier: &Contain
         if let Some(id) = &outcome.job_id {
             if let Some(entry) = history_of(env, id).await {
                 let finished = ContainerFinished {
+                    host: Arc::clone(&env.host),
                     container_id: dependent.id.clone(),
                     new_container_id: None,
                     history: Some(entry),
@@ -517,6 +583,8 @@ async fn record(
         from_digest,
         to_digest: to_digest.clone(),
         plan: "{}".into(),
+        host: Some(env.host.to_string()),
+        kind: crate::store::JobKind::Container,
     };
     let finish = FinishJob { id: id.clone(), result: outcome.result, error: outcome.error.clone(), to_digest };
     let recorded = async {
@@ -540,14 +608,35 @@ async fn finish_without_change(
 ) {
     let outcome = Outcome { result, error, new_container_id: None, job_id: None };
     let progress = ProgressAggregator::new().error(outcome.error.as_deref().unwrap_or("failed"));
-    reporter(jobs, &target.id)(progress);
+    reporter(env, jobs, &target.id)(progress);
     let history = record(env, target, image_ref, &outcome, from_image_id, None, None).await;
-    jobs.do_send(ContainerFinished { container_id: target.id.clone(), new_container_id: None, history });
+    let host = Arc::clone(&env.host);
+    jobs.do_send(ContainerFinished { host, container_id: target.id.clone(), new_container_id: None, history });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_update_is_split_per_engine_keeping_the_order() {
+        let c = |host: &str, name: &str| Container { host: host.into(), name: name.into(), ..Default::default() };
+        let msg = StartUpdate {
+            targets: vec![c("b", "db"), c("a", "web"), c("b", "app"), c("a", "cache")],
+            image_ref: "app:1".into(),
+            automatic: true,
+            to_tag: None,
+        };
+        let parts: Vec<Vec<(String, String)>> = split_by_host(msg)
+            .into_iter()
+            .map(|p| {
+                assert!(p.automatic && p.image_ref == "app:1");
+                p.targets.into_iter().map(|t| (t.host, t.name)).collect()
+            })
+            .collect();
+        let pair = |h: &str, n: &str| (h.to_string(), n.to_string());
+        assert_eq!(parts, [vec![pair("b", "db"), pair("b", "app")], vec![pair("a", "web"), pair("a", "cache")]]);
+    }
 
     #[test]
     fn container_modes_name_their_supplier() {

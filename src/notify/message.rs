@@ -251,6 +251,8 @@ mod tests {
             finished_at: "2026-11-27T01:00:05Z".into(),
             result,
             error: error.map(str::to_string),
+            host: None,
+            kind: Default::default(),
         }
     }
 
@@ -290,6 +292,7 @@ mod tests {
             containers: containers
                 .iter()
                 .map(|(name, digest, status)| ContainerItem {
+                    host: String::new(),
                     container_id: "0123456789ab".into(),
                     container_name: (*name).into(),
                     local_digest: (*digest).into(),

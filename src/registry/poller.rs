@@ -1,6 +1,7 @@
-//! The `RegistryPoller` actor: checks every image reference the engine runs
+//! The `RegistryPoller` actor: checks every image reference the engines run
 //! against its registry — at start, for each new image as soon as it is seen,
-//! every poll interval, and on demand — never two checks of one image at once.
+//! every poll interval, and on demand — never two checks of one image at once,
+//! and one check per reference for all engines.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use super::messages::{RemoteChanged, RemoteStates, RepoTags, TagStates, TagsChan
 use super::reference::ImageRef;
 use super::versions_cache::{self, now_secs};
 use crate::docker::engine::{self, Docker};
+use crate::docker::model::RegistrySettings;
 use crate::metrics::Metrics;
 use crate::store::SaveRepoTags;
 
@@ -58,7 +60,8 @@ pub struct VersionsWiring {
 
 pub struct RegistryPoller {
     client: RegistryClient,
-    docker: Docker,
+    /// Every engine: their registry settings decide what is spoken to over plain http.
+    engines: Vec<Docker>,
     extra_insecure: Vec<String>,
     ignored: IgnoredRegistries,
     interval: Duration,
@@ -76,12 +79,14 @@ pub struct RegistryPoller {
     tags_in_flight: std::collections::HashSet<String>,
     /// `(repository, digest)` of `latest`s no version tag was found for.
     tags_tried: std::collections::HashSet<(String, String)>,
+    /// Whether the client has been told which registries are insecure yet.
+    insecure_told: bool,
 }
 
 impl RegistryPoller {
     pub fn new(
         client: RegistryClient,
-        docker: Docker,
+        engines: Vec<Docker>,
         extra_insecure: Vec<String>,
         ignored: IgnoredRegistries,
         interval: Duration,
@@ -89,7 +94,7 @@ impl RegistryPoller {
     ) -> Self {
         Self {
             client,
-            docker,
+            engines,
             extra_insecure,
             ignored,
             interval,
@@ -103,6 +108,7 @@ impl RegistryPoller {
             tags: TagStates::new(),
             tags_in_flight: Default::default(),
             tags_tried: Default::default(),
+            insecure_told: false,
         }
     }
 
@@ -145,9 +151,15 @@ impl RegistryPoller {
             return done;
         }
         let client = self.client.clone();
-        let (docker, extra, ignored) = (self.docker.clone(), self.extra_insecure.clone(), self.ignored.clone());
-        // The engine decides which registries may be spoken to over plain
-        // http; ask it each round so configuration changes are picked up.
+        let (engines, extra, ignored) = (self.engines.clone(), self.extra_insecure.clone(), self.ignored.clone());
+        // The engines decide which registries may be spoken to over plain
+        // http; ask them each round so configuration changes are picked up —
+        // but only when it can matter: loopback and the configured extras are
+        // insecure whatever an engine says, so a round of only those (or of
+        // Docker Hub) waits for no engine's `/info`, however many engines.
+        let without_engine = InsecureRegistries::without_engine(&extra);
+        let ask_engines = without_engine.engine_may_add_to(&to_check);
+        let first_told = !std::mem::replace(&mut self.insecure_told, true);
         let docker_config = self.docker_config.clone();
         let refresh_insecure = {
             let client = client.clone();
@@ -157,9 +169,29 @@ impl RegistryPoller {
                         client.set_docker_config(config);
                     }
                 }
-                match engine::registry_settings(&docker).await {
-                    Ok(settings) => client.set_insecure(InsecureRegistries::from_engine(&settings, &extra)),
-                    Err(e) => tracing::debug!("engine info unavailable, keeping insecure-registry list: {e}"),
+                if !ask_engines {
+                    if first_told {
+                        client.set_insecure(without_engine);
+                    }
+                    return;
+                }
+                let answers = futures::future::join_all(engines.iter().map(engine::registry_settings)).await;
+                let mut known = Vec::with_capacity(answers.len());
+                for answer in answers {
+                    match answer {
+                        Ok(settings) => known.push(settings),
+                        Err(e) => tracing::debug!("engine info unavailable: {e}"),
+                    }
+                }
+                if known.is_empty() {
+                    tracing::debug!("no engine info, keeping the insecure-registry list");
+                    if first_told {
+                        // Nothing known yet: at least what no engine can take away.
+                        client.set_insecure(without_engine);
+                    }
+                } else {
+                    let settings = RegistrySettings::merge(known);
+                    client.set_insecure(InsecureRegistries::from_engine(&settings, &extra));
                 }
             }
         };

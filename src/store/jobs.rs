@@ -181,10 +181,13 @@ pub struct JobRecord {
     pub finished_at: Option<i64>,
     pub result: Option<JobResult>,
     pub error: Option<String>,
+    /// The engine the job runs on; `None` for a job journalled before
+    /// engines had names (see [`AdoptUnnamedJobs`]).
+    pub host: Option<String>,
 }
 
 const RECORD_COLUMNS: &str = "id, container_id, container_name, image, from_image_id, to_image_id, from_digest, \
-     to_digest, new_container_id, step, plan, started_at, finished_at, result, error";
+     to_digest, new_container_id, step, plan, started_at, finished_at, result, error, host";
 
 fn record_from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
     Ok(JobRecord {
@@ -203,11 +206,13 @@ fn record_from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
         finished_at: r.get(12)?,
         result: r.get(13)?,
         error: r.get(14)?,
+        host: r.get(15)?,
     })
 }
 
 /// One finished job as `GET /api/history` and the websocket show it; these
-/// fields are the API, add none without the contract.
+/// fields are the API, add none without the contract (`host` is an
+/// addition: absent for jobs from before engines had names).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HistoryEntry {
     pub id: String,
@@ -220,10 +225,33 @@ pub struct HistoryEntry {
     pub finished_at: String,
     pub result: JobResult,
     pub error: Option<String>,
+    /// The engine the container ran on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `container`, or `service` for a Swarm service's update.
+    pub kind: JobKind,
+}
+
+/// What a job updated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    #[default]
+    Container,
+    Service,
+}
+
+impl JobKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Container => "container",
+            JobKind::Service => "service",
+        }
+    }
 }
 
 const HISTORY_COLUMNS: &str =
-    "id, container_name, image, from_digest, to_digest, started_at, finished_at, result, error";
+    "id, container_name, image, from_digest, to_digest, started_at, finished_at, result, error, host, kind";
 
 fn history_from_row(r: &Row<'_>) -> rusqlite::Result<HistoryEntry> {
     Ok(HistoryEntry {
@@ -236,6 +264,8 @@ fn history_from_row(r: &Row<'_>) -> rusqlite::Result<HistoryEntry> {
         finished_at: rfc3339(r.get(6)?),
         result: r.get(7)?,
         error: r.get(8)?,
+        host: r.get(9)?,
+        kind: if r.get::<_, String>(10)? == "service" { JobKind::Service } else { JobKind::Container },
     })
 }
 
@@ -254,7 +284,7 @@ fn no_such_job() -> StoreError {
 
 /// Records a new job at step `planned`. Refused when the id exists, the plan
 /// is not JSON, the id is not 8–64 alphanumerics, or another job for the same
-/// container name is unfinished.
+/// container name on the same engine is unfinished.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), StoreError>")]
 pub struct BeginJob {
@@ -268,13 +298,16 @@ pub struct BeginJob {
     pub to_digest: Option<String>,
     /// JSON, serialised by the job.
     pub plan: String,
+    /// The engine the container runs on.
+    pub host: Option<String>,
+    pub kind: JobKind,
 }
 
 fn begin_job(conn: &Connection, job: &BeginJob, now: i64) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO jobs (id, container_id, container_name, image, from_image_id, to_image_id, from_digest,
-                           to_digest, step, plan, started_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                           to_digest, step, plan, started_at, host, kind)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         job.id,
@@ -287,7 +320,9 @@ fn begin_job(conn: &Connection, job: &BeginJob, now: i64) -> Result<(), StoreErr
         job.to_digest,
         JobStep::Planned,
         job.plan,
-        now
+        now,
+        job.host,
+        job.kind.as_str()
     ])?;
     Ok(())
 }
@@ -389,6 +424,29 @@ impl Handler<UnfinishedJobs> for Store {
     }
 }
 
+/// Unfinished jobs journalled before engines had names ran on the one engine
+/// there was: they are given `host` (the first configured engine's name), so
+/// recovery goes there and the one-job-per-container rule holds across the
+/// upgrade. Answers how many were.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<usize, StoreError>")]
+pub struct AdoptUnnamedJobs {
+    pub host: String,
+}
+
+fn adopt_unnamed_jobs(conn: &Connection, host: &str) -> Result<usize, StoreError> {
+    Ok(conn
+        .prepare_cached("UPDATE jobs SET host = ?1 WHERE host IS NULL AND finished_at IS NULL")?
+        .execute(params![host])?)
+}
+
+impl Handler<AdoptUnnamedJobs> for Store {
+    type Result = Result<usize, StoreError>;
+    fn handle(&mut self, msg: AdoptUnnamedJobs, _: &mut Self::Context) -> Self::Result {
+        adopt_unnamed_jobs(&self.conn, &msg.host)
+    }
+}
+
 /// Finished jobs, newest first (by finish time, then by start order).
 /// `limit` is used as given: the caller clamps the API's `limit` to 1..=500.
 #[derive(Debug, Clone, Message)]
@@ -455,6 +513,8 @@ mod tests {
             from_digest: Some("sha256:aaaaaaaaaa".to_string()),
             to_digest: None,
             plan: json!({"name": name, "running": true, "restart_policy": {"Name": "always"}}).to_string(),
+            host: None,
+            kind: JobKind::Container,
         }
     }
 
@@ -495,6 +555,7 @@ mod tests {
             "finished_at": "2026-11-27T01:02:10Z",
             "result": "updated",
             "error": null,
+            "kind": "container",
         }]);
         assert_eq!(serde_json::to_value(&entries).expect("json"), expected);
         assert_eq!(history_entry(&conn, "0123abcd").expect("entry").as_ref(), entries.first());
@@ -549,6 +610,7 @@ mod tests {
             finished_at: None,
             result: None,
             error: None,
+            host: None,
         };
         assert_eq!(found, vec![expected]);
     }
@@ -667,6 +729,24 @@ mod tests {
         let half = conn.execute("UPDATE jobs SET finished_at = 1 WHERE id = '22222222'", []);
         assert!(half.is_err(), "finished without a result");
         assert_eq!(unfinished_jobs(&conn).expect("unfinished").len(), 1);
+    }
+
+    #[test]
+    fn one_unfinished_job_per_container_name_on_each_engine_and_old_jobs_are_adopted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = open(dir.path()).expect("open");
+        let on = |id: &str, host: Option<&str>| BeginJob { host: host.map(str::to_string), ..job(id, "web") };
+        begin_job(&conn, &on("0000000a", None), T0).expect("a job from before engines had names");
+        begin_job(&conn, &on("0000000b", Some("nas")), T0).expect("web on another engine");
+        assert!(begin_job(&conn, &on("0000000c", Some("nas")), T0).is_err(), "a second job on nas's web");
+        assert_eq!(adopt_unnamed_jobs(&conn, "local").expect("adopt"), 1);
+        assert!(begin_job(&conn, &on("0000000d", Some("local")), T0).is_err(), "the adopted job holds local's web");
+        let hosts: Vec<_> = unfinished_jobs(&conn).expect("unfinished").into_iter().map(|j| j.host).collect();
+        assert_eq!(hosts, [Some("local".to_string()), Some("nas".to_string())]);
+        finish_job(&mut conn, &finish("0000000b", JobResult::Updated), T0 + 1, HISTORY_KEEP).expect("finish");
+        let entry = history_entry(&conn, "0000000b").expect("entry").expect("finished");
+        assert_eq!(serde_json::to_value(&entry).expect("json")["host"], "nas");
+        assert!(conn.execute("UPDATE jobs SET host = '' WHERE id = '0000000a'", []).is_err(), "no empty name");
     }
 
     #[test]

@@ -40,6 +40,8 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/0003_jobs.sql")),
         M::up(include_str!("../../migrations/0004_hashed_session_ids.sql")),
         M::up(include_str!("../../migrations/0005_repo_tags.sql")),
+        M::up(include_str!("../../migrations/0006_hosts.sql")),
+        M::up(include_str!("../../migrations/0007_job_kind.sql")),
     ])
 }
 

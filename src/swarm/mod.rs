@@ -68,7 +68,9 @@ pub struct ServiceProgressed(pub ServiceProgress);
 struct Refresh;
 
 pub struct Services {
-    docker: Docker,
+    /// Every engine, by name (`SHIPSHAPE_DOCKER_HOSTS`): the first that is a
+    /// swarm manager answers for the swarm.
+    engines: Vec<(Arc<str>, Docker)>,
     inventory: Recipient<ServicesChanged>,
     store: Addr<Store>,
     events: broadcast::Sender<String>,
@@ -76,16 +78,17 @@ pub struct Services {
     /// How long Swarm watches each updated task when the service sets nothing.
     monitor: Duration,
     last: Option<Arc<Vec<ServiceInfo>>>,
-    manager: bool,
+    /// Which engine is the manager asked, once one was found.
+    manager: Option<usize>,
     running: HashSet<String>,
     progress: HashMap<String, ServiceProgress>,
     listing: bool,
-    negotiated: bool,
+    negotiated: HashSet<usize>,
 }
 
 impl Services {
     pub fn new(
-        docker: Docker,
+        engines: Vec<(Arc<str>, Docker)>,
         inventory: Recipient<ServicesChanged>,
         store: Addr<Store>,
         events: broadcast::Sender<String>,
@@ -93,18 +96,18 @@ impl Services {
         monitor: Duration,
     ) -> Self {
         Self {
-            docker,
+            engines,
             inventory,
             store,
             events,
             docker_config,
             monitor,
             last: None,
-            manager: false,
+            manager: None,
             running: HashSet::new(),
             progress: HashMap::new(),
             listing: false,
-            negotiated: false,
+            negotiated: HashSet::new(),
         }
     }
 
@@ -113,29 +116,57 @@ impl Services {
             return;
         }
         self.listing = true;
-        let (docker, negotiated) = (self.docker.clone(), self.negotiated);
+        // The manager found last time first, then the others in order.
+        let mut order: Vec<usize> = (0..self.engines.len()).collect();
+        if let Some(known) = self.manager {
+            order.retain(|i| *i != known);
+            order.insert(0, known);
+        }
+        let engines: Vec<(usize, Docker, bool)> =
+            order.into_iter().map(|i| (i, self.engines[i].1.clone(), self.negotiated.contains(&i))).collect();
         let fetch = async move {
-            if !negotiated {
-                engine::negotiate(&docker).await?;
+            let (mut answered, mut last_error) = (Vec::new(), None);
+            for (i, docker, negotiated) in engines {
+                if !negotiated {
+                    if let Err(e) = engine::negotiate(&docker).await {
+                        last_error = Some(e);
+                        continue;
+                    }
+                }
+                answered.push(i);
+                match swarm::is_manager(&docker).await {
+                    Ok(true) => match swarm::services(&docker).await {
+                        Ok(services) => return Ok((answered, Some((i, services)))),
+                        Err(e) => last_error = Some(e),
+                    },
+                    Ok(false) => {}
+                    Err(e) => last_error = Some(e),
+                }
             }
-            match swarm::is_manager(&docker).await {
-                Ok(true) => swarm::services(&docker).await.map(Some),
-                Ok(false) => Ok(None),
-                Err(e) => Err(e),
+            match last_error {
+                // No engine said anything: keep what was known.
+                Some(e) if answered.is_empty() => Err(e),
+                _ => Ok((answered, None)),
             }
         };
         ctx.spawn(fetch.into_actor(self).map(|listed, this, _| {
             this.listing = false;
-            this.negotiated |= listed.is_ok();
             let services = match listed {
-                Ok(services) => services,
+                Ok((answered, found)) => {
+                    this.negotiated.extend(answered);
+                    this.manager = found.as_ref().map(|(i, _)| *i);
+                    found.map(|(i, mut services)| {
+                        let host = this.engines.get(i).map(|(name, _)| name.to_string()).unwrap_or_default();
+                        services.iter_mut().for_each(|s| s.host.clone_from(&host));
+                        services
+                    })
+                }
                 Err(e) => {
-                    // The watcher reports the engine's state; keep the last list.
+                    // The watchers report the engines' state; keep the last list.
                     tracing::debug!("services not listed: {e}");
                     return;
                 }
             };
-            this.manager = services.is_some();
             let services = services.map(|mut s| {
                 s.sort_by(|a, b| a.name.cmp(&b.name));
                 Arc::new(s)
@@ -168,9 +199,9 @@ impl Handler<UpdateService> for Services {
     type Result = Result<(), SwarmError>;
 
     fn handle(&mut self, msg: UpdateService, ctx: &mut Context<Self>) -> Self::Result {
-        if !self.manager {
+        let Some((host, docker)) = self.manager.and_then(|i| self.engines.get(i)).cloned() else {
             return Err(SwarmError::NoManager);
-        }
+        };
         if !self.running.insert(msg.service_id.clone()) {
             return Ok(());
         }
@@ -179,7 +210,8 @@ impl Handler<UpdateService> for Services {
         self.progress.insert(msg.service_id.clone(), first.clone());
         let _ = self.events.send(first.ws_message());
         ServiceUpdate {
-            docker: self.docker.clone(),
+            host,
+            docker,
             store: self.store.clone(),
             docker_config: Arc::clone(&self.docker_config),
             monitor: self.monitor,

@@ -14,7 +14,7 @@ use crate::docker::engine::Docker;
 use crate::docker::swarm::{self, ServiceInfo, TaskInfo, UpdateDefaults};
 use crate::jobs::sequence::{new_op_id, pull_auth};
 use crate::registry::config_source::DockerConfigSource;
-use crate::store::{BeginJob, FinishJob, HistoryEntry, HistoryEntryOf, JobResult, Store};
+use crate::store::{BeginJob, FinishJob, HistoryEntry, HistoryEntryOf, JobKind, JobResult, Store};
 
 /// How often the service is looked at while it updates.
 const FOLLOW_EVERY: Duration = Duration::from_millis(500);
@@ -88,6 +88,7 @@ pub fn updated_tasks(tasks: &[TaskInfo], image: &str) -> u64 {
 }
 
 pub struct ServiceUpdate {
+    pub host: Arc<str>,
     pub docker: Docker,
     pub store: Addr<Store>,
     pub docker_config: Arc<DockerConfigSource>,
@@ -102,11 +103,12 @@ impl Actor for ServiceUpdate {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let (docker, store, config) = (self.docker.clone(), self.store.clone(), Arc::clone(&self.docker_config));
         let (request, parent, monitor) = (self.request.clone(), self.parent.clone(), self.monitor);
+        let host = self.host.to_string();
         let me = ctx.address();
         actix::spawn(async move {
             let mut progress = ServiceProgress::started(&request);
             let (result, error) = follow(&docker, &config, &request, monitor, &parent, &mut progress).await;
-            progress.history = record(&store, &request, result, error.clone()).await;
+            progress.history = record(&store, &host, &request, result, error.clone()).await;
             progress.state = match result {
                 JobResult::Updated => "updated",
                 JobResult::RolledBack => "rolled_back",
@@ -203,6 +205,7 @@ async fn follow(
 /// a crash: Swarm carries on with the update by itself).
 async fn record(
     store: &Addr<Store>,
+    host: &str,
     request: &UpdateService,
     result: JobResult,
     error: Option<String>,
@@ -211,6 +214,7 @@ async fn record(
     let to_digest = request.image.rsplit_once('@').map(|(_, d)| d.to_string());
     let begin = BeginJob {
         id: id.clone(),
+        host: Some(host.to_string()),
         container_id: request.service_id.clone(),
         container_name: request.service_name.clone(),
         image: request.image.split_once('@').map_or(request.image.as_str(), |(r, _)| r).to_string(),
@@ -219,6 +223,7 @@ async fn record(
         from_digest: request.from_digest.clone(),
         to_digest: to_digest.clone(),
         plan: "{}".into(),
+        kind: JobKind::Service,
     };
     let finish = FinishJob { id: id.clone(), result, error, to_digest };
     store.send(begin).await.ok()?.ok()?;

@@ -38,6 +38,8 @@ pub struct TaskItem {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServiceItem {
+    /// The engine that is the swarm's manager here.
+    pub host: String,
     pub id: String,
     pub name: String,
     /// The reference the service follows, familiar form (`nginx:1.27`).
@@ -97,6 +99,7 @@ pub fn build_services(
                 _ => None,
             };
             ServiceItem {
+                host: s.host.clone(),
                 id: s.id.clone(),
                 name: s.name.clone(),
                 image: key.unwrap_or_else(|| s.image.clone()),

@@ -3,6 +3,7 @@
 //! the user's own Docker daemon.
 #![allow(dead_code)]
 
+pub mod engine_proxy;
 pub mod flaky_proxy;
 pub mod jobs;
 pub mod registry;
@@ -33,19 +34,25 @@ pub struct Lab {
     pub tls_registry: String,
     pub certs_d: PathBuf,
     pub tls_ca: PathBuf,
+    /// The lab's second private engine (`host2`): its socket, its TLS
+    /// listener (`tcp://127.0.0.1:port`) and that listener's client files
+    /// (`{ca,cert,key}.pem`). `None` in a lab written before it existed.
+    pub docker_host2: Option<String>,
+    pub docker_host2_tls: Option<String>,
+    pub docker_host2_certs: Option<PathBuf>,
 }
 
 pub fn lab() -> Lab {
     let dir = PathBuf::from(std::env::var("LAB_DIR").unwrap_or_else(|_| "/tmp/shipshape-lab".into()));
     let env = std::fs::read_to_string(dir.join("env"))
         .unwrap_or_else(|e| panic!("no lab at {}: run scripts/lab up ({e})", dir.display()));
-    let get = |key: &str| {
+    let get_opt = |key: &str| {
         env.lines()
             .filter_map(|l| l.trim().strip_prefix("export ").or(Some(l.trim())))
             .find_map(|l| l.strip_prefix(&format!("{key}=")))
             .map(|v| v.trim_matches(|c| c == '"' || c == '\'').to_string())
-            .unwrap_or_else(|| panic!("{key} missing from the lab env"))
     };
+    let get = |key: &str| get_opt(key).unwrap_or_else(|| panic!("{key} missing from the lab env"));
     let lab = Lab {
         docker_host: get("DOCKER_HOST"),
         docker_config: get("DOCKER_CONFIG"),
@@ -57,6 +64,19 @@ pub fn lab() -> Lab {
         tls_registry: get("LAB_TLS_REGISTRY"),
         certs_d: PathBuf::from(get("LAB_CERTS_D")),
         tls_ca: PathBuf::from(get("LAB_TLS_CA")),
+        // An env file written by an older scripts/lab lacks them: the second
+        // engine is found where scripts/lab keeps it.
+        docker_host2: get_opt("LAB_DOCKER_HOST2").or_else(|| {
+            let socket = dir.join("host2/docker.sock");
+            socket.exists().then(|| format!("unix://{}", socket.display()))
+        }),
+        docker_host2_tls: get_opt("LAB_DOCKER_HOST2_TLS").or_else(|| {
+            let port = std::fs::read_to_string(dir.join("host2/tcp-port")).ok()?;
+            Some(format!("tcp://127.0.0.1:{}", port.trim()))
+        }),
+        docker_host2_certs: get_opt("LAB_DOCKER_HOST2_CERTS")
+            .map(PathBuf::from)
+            .or_else(|| Some(dir.join("host2/client")).filter(|d| d.is_dir())),
         dir,
     };
     // The one guard that matters most: tests only ever use the private daemon.
@@ -100,6 +120,16 @@ impl Lab {
         if self.docker_output(&["image", "inspect", &self.base_image]).status.code() != Some(0) {
             self.docker(&["pull", "-q", &self.base_image]);
         }
+    }
+
+    /// The same lab, with every docker command on its second private engine
+    /// (`host2`): `lab.host2().run(...)` runs a container there.
+    pub fn host2(&self) -> Lab {
+        let host = self.docker_host2.clone().unwrap_or_else(|| {
+            panic!("no LAB_DOCKER_HOST2 in {}/env: run scripts/lab up (this lab predates host2)", self.dir.display())
+        });
+        assert!(host.contains(&*self.dir.to_string_lossy()), "refusing {host}: not the lab's private daemon");
+        Lab { docker_host: host, ..self.clone() }
     }
 
     pub fn script(&self, args: &[&str]) -> String {

@@ -2,7 +2,8 @@
 // playwright-core) against the real service and the private lab: real
 // containers, real registries, real updates. Route mocking only for states
 // the lab cannot produce (a 503 on load, version data the API does not have
-// yet, no containers at all, a login brake without waiting out its minute).
+// yet, no containers at all, a login brake without waiting out its minute, a
+// history with a service and a container of the same name on two engines).
 //
 // The tests run in order on one service and one logged-in page, as a person
 // would use it; each saves screenshots (desktop and phone, light and dark)
@@ -17,7 +18,8 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { App, freePort } from './lib/app.js';
-import { buildImage, containersNamed, docker, loadLab, onSwarm, remove, removeImages, run } from './lib/lab.js';
+import { createServer, connect } from 'node:net';
+import { buildImage, containersNamed, docker, host2, loadLab, onSwarm, remove, removeImages, run } from './lib/lab.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const SHOTS = join(ROOT, 'target/ui-screenshots');
@@ -1479,6 +1481,225 @@ test('states the lab cannot produce (mocked): API down on load → error panel w
     await p3.screenshot({ path: join(SHOTS, `${String(++shotNumber).padStart(2, '0')}-login-brake-phone-dark.png`), fullPage: true });
   } finally {
     await ctx3.close();
+  }
+});
+
+/**
+ * A unix-socket proxy in front of a lab engine, in this process: `close()`
+ * cuts every connection and removes the socket (the engine goes away).
+ */
+async function engineProxy(path, upstream) {
+  const sockets = new Set();
+  const server = createServer((client) => {
+    const engine = connect(upstream.replace(/^unix:\/\//, ''));
+    for (const s of [client, engine]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {
+        client.destroy();
+        engine.destroy();
+      });
+    }
+    client.pipe(engine);
+    engine.pipe(client);
+  });
+  await new Promise((resolve, reject) => server.once('error', reject).listen(path, resolve));
+  return {
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+test('several engines: each row names its engine, a filter picks one, an engine that stops answering is marked', async () => {
+  const lab2 = host2(lab);
+  const twin = `${RUN}-twin`;
+  if (!docker(lab2, ['image', 'inspect', lab.baseImage], { allowFail: true })) docker(lab2, ['pull', '-q', lab.baseImage]);
+  run(lab, twin, lab.baseImage);
+  run(lab2, twin, lab.baseImage);
+  const dir = mkdtempSync(join(tmpdir(), 'shipshape-ui-hosts-'));
+  const proxy = await engineProxy(join(dir, 'two.sock'), lab2.dockerHost);
+  const several = new App({
+    binary: BINARY,
+    lab,
+    port: await freePort(),
+    dataDir: mkdtempSync(join(tmpdir(), 'shipshape-ui-data-')),
+    password: PASSWORD,
+    env: { SHIPSHAPE_DOCKER_HOSTS: `one=${lab.dockerHost},two=unix://${join(dir, 'two.sock')}` },
+  });
+  await several.start();
+  const ctx = await browser.newContext({ viewport: DESKTOP, colorScheme: 'light' });
+  const p = await ctx.newPage();
+  const errors = [];
+  p.on('pageerror', (e) => errors.push(e.message));
+  try {
+    await p.goto(`${several.url}/?q=${twin}`);
+    await login(p);
+    const rows = p.locator(`li.row[data-name="${twin}"]`);
+    await until('a row per engine', async () => (await rows.count()) === 2);
+    assert.deepEqual(await rows.evaluateAll((els) => els.map((r) => r.dataset.host)), ['one', 'two']);
+    const tags = await rows.locator('.host-tag').allTextContents();
+    assert.deepEqual(tags.map((t) => t.trim()), ['one', 'two']);
+    assert.equal(await p.locator(`li.row[data-host="two"]`).getByRole('button', { name: `Update ${twin} on two` }).count(), 0, 'up to date: no Update button');
+    const filter = p.locator('#host-filters');
+    await filter.waitFor({ state: 'visible' });
+    assert.deepEqual(
+      (await filter.locator('.chip').allTextContents()).map((t) => t.replace(/\d+$/, '').trim()),
+      ['All hosts', 'one', 'two'],
+    );
+    await snap(p, 'hosts', { only: [['desktop', DESKTOP, 'light'], ['phone', PHONE, 'dark']] });
+
+    // The filter keeps engine two's row only, lives in the URL and survives a reload.
+    await filter.locator('.chip[data-host="two"]').click();
+    const shown = async () => p.locator('li.row:visible').evaluateAll((els) => els.map((r) => `${r.dataset.host}/${r.dataset.name}`));
+    await until('only two', async () => JSON.stringify(await shown()) === JSON.stringify([`two/${twin}`]));
+    assert.equal(new URL(p.url()).searchParams.get('host'), 'two');
+    await p.reload();
+    await p.locator('#dash').waitFor({ state: 'visible' });
+    await until('still only two', async () => JSON.stringify(await shown()) === JSON.stringify([`two/${twin}`]));
+    assert.equal(await filter.locator('.chip[data-host="two"]').getAttribute('aria-pressed'), 'true');
+
+    // Engine two stops answering: its chip and its row say so; its row stays (last state known).
+    await proxy.close();
+    const tag = p.locator('li.row[data-host="two"] .host-tag');
+    await until('marked', async () => (await tag.getAttribute('data-down')) === 'true');
+    assert.match(await tag.textContent(), /not answering/);
+    assert.equal(await filter.locator('.chip[data-host="two"]').getAttribute('data-down'), 'true');
+    await snap(p, 'host-down', { only: [['desktop', DESKTOP, 'light']] });
+    await filter.locator('.chip[data-host=""]').click();
+    await until('both again', async () => (await shown()).length === 2);
+  } finally {
+    await ctx.close();
+    await several.kill();
+    await proxy.close().catch(() => {});
+    remove(lab2, twin);
+    remove(lab, twin);
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(several.dataDir, { recursive: true, force: true });
+  }
+  assert.deepEqual(errors, []);
+  // With one engine (the main service) nothing of it shows.
+  const one = await browser.newContext({ viewport: DESKTOP });
+  try {
+    assert.equal((await one.request.post(`${app.url}/api/login`, { data: { user: 'admin', pass: PASSWORD } })).status(), 200);
+    const p1 = await one.newPage();
+    await p1.goto(`${app.url}/?q=${RUN}`);
+    await row(p1, NAMES.steady).waitFor({ state: 'visible' });
+    assert.equal(await p1.locator('#host-filters').isVisible(), false);
+    assert.equal(await p1.locator('li.row .host-tag:visible').count(), 0);
+  } finally {
+    await one.close();
+  }
+});
+
+test('several engines with the Swarm manager first: the Services section names its engine and counts on its chip, a filter for another engine hides it; history marks services and names engines', async () => {
+  assert.ok(lab.swarmHost, 'LAB_DOCKER_SWARM in the lab env (scripts/lab up)');
+  const image = `${REPO}/hsvc:1`;
+  const name = `${RUN}-hsvc`;
+  const box = `${RUN}-hbox`;
+  buildImage(lab, image, 'LABEL v=1');
+  onSwarm(lab, ['service', 'create', '-d', '--name', name, '--replicas', '1', '--network', 'host', '--stop-grace-period', '1s', image, 'sleep', '100000']);
+  run(lab, box, lab.baseImage);
+  const data = mkdtempSync(join(tmpdir(), 'shipshape-ui-data-'));
+  const both = new App({
+    binary: BINARY,
+    lab,
+    port: await freePort(),
+    dataDir: data,
+    password: PASSWORD,
+    env: { SHIPSHAPE_DOCKER_HOSTS: `swarm=${lab.swarmHost},one=${lab.dockerHost}` },
+  });
+  let ctx;
+  try {
+    await both.start();
+    let p;
+    ({ ctx, p } = await ownPage(both));
+    await p.goto(`${both.url}/?q=${RUN}-h`);
+    await p.locator('#dash').waitFor({ state: 'visible' });
+    await until('live', async () => (await connState(p)) === 'live');
+    const svc = serviceCard(p, name);
+    const boxRow = p.locator(`li.row[data-name="${box}"]`);
+    await until('the service and the container', async () => (await svc.isVisible()) && (await boxRow.isVisible()), JOB_PATIENCE);
+    const section = p.locator('#services');
+    const filter = p.locator('#host-filters');
+    assert.equal(await filter.isVisible(), true);
+    assert.equal((await p.locator('#services-host').textContent()).trim(), 'swarm');
+    assert.equal(await boxRow.getAttribute('data-host'), 'one');
+    // Each engine's chip counts what is on it: the service on swarm, the container on one.
+    const chipCount = async (host) => Number(await filter.locator(`.chip[data-host="${host}"] .chip-count`).textContent());
+    const count = async (f) => Number(await p.locator(`[data-count="${f}"]`).textContent());
+    await until('chip counts', async () => (await chipCount('swarm')) === 1 && (await chipCount('one')) === 1 && (await chipCount('')) === 2);
+    assert.equal(await count('all'), 2);
+    await snap(p, 'hosts-services', { only: [['desktop', DESKTOP, 'light'], ['desktop', DESKTOP, 'dark'], ['phone', PHONE, 'dark']] });
+
+    // Engine one: its container only, no Services section.
+    await filter.locator('.chip[data-host="one"]').click();
+    await until('only one', async () => (await section.isHidden()) && (await boxRow.isVisible()));
+    assert.equal(await count('all'), 1);
+    assert.equal(await p.locator('#nomatch').isVisible(), false);
+    // Engine swarm: the service only.
+    await filter.locator('.chip[data-host="swarm"]').click();
+    await until('only swarm', async () => (await section.isVisible()) && (await svc.isVisible()) && (await boxRow.isHidden()));
+    assert.equal(await count('all'), 1);
+    assert.equal(await p.locator('#containers-head').isVisible(), false);
+    assert.equal(new URL(p.url()).searchParams.get('host'), 'swarm');
+    await filter.locator('.chip[data-host=""]').click();
+    await until('both again', async () => (await svc.isVisible()) && (await boxRow.isVisible()));
+
+    // Engine one's versioned container (the versions test's, now on 1.1.0):
+    // the version line and "Update to…" with the engine's tag on its row.
+    await p.goto(`${both.url}/?q=${NAMES.ver}`);
+    await p.locator('#dash').waitFor({ state: 'visible' });
+    const verRow = p.locator(`li.row[data-name="${NAMES.ver}"]`);
+    const verCard = p.locator('article.card', { has: verRow });
+    let asked = 0;
+    await until(
+      'the version line',
+      async () => {
+        if (Date.now() - asked > 5000) {
+          asked = Date.now();
+          await p.evaluate(() => fetch('/api/check?tags=1', { method: 'POST' }));
+        }
+        return (await verCard.locator('.versions').isVisible()) && /→/.test(await verCard.locator('.versions').textContent());
+      },
+      JOB_PATIENCE,
+    );
+    assert.equal(await verCard.locator('.update-to').isVisible(), true);
+    assert.equal((await verRow.locator('.host-tag').textContent()).trim(), 'one');
+    assert.equal(await section.isHidden(), true, 'the search hides the service');
+    await snap(p, 'hosts-versions', { only: [['desktop', DESKTOP, 'light'], ['phone', PHONE, 'dark']] });
+
+    // The history in the API's shape: the service's update under the swarm
+    // engine, a container of the same name on engine one (not a service).
+    const at = new Date().toISOString();
+    const entry = (id, host, image) => ({
+      id, container_name: name, image, host, result: 'updated', error: null,
+      from_digest: `sha256:${'a'.repeat(64)}`, to_digest: `sha256:${'b'.repeat(64)}`, started_at: at, finished_at: at,
+    });
+    await p.route('**/api/history*', (route) =>
+      route.fulfill({ json: [entry('h1', 'swarm', image), entry('h2', 'one', `${REPO}/other:1`)] }),
+    );
+    await p.click('#history-open');
+    const panel = p.locator('#history');
+    await panel.waitFor({ state: 'visible' });
+    const items = panel.locator('.history-item');
+    await until('two entries', async () => (await items.count()) === 2);
+    const seen = await items.evaluateAll((els) =>
+      els.map((el) => [el.dataset.kind, el.querySelector('.history-head .host-tag')?.textContent.trim()]),
+    );
+    assert.deepEqual(seen, [['service', 'swarm'], ['container', 'one']]);
+    await snap(p, 'hosts-services-history', { full: false, only: [['desktop', DESKTOP, 'light']] });
+    await p.keyboard.press('Escape');
+    await panel.waitFor({ state: 'hidden' });
+  } finally {
+    onSwarm(lab, ['service', 'rm', name], { allowFail: true });
+    remove(lab, box);
+    await ctx?.close().catch(() => {});
+    await both.kill().catch(() => {});
+    if (process.exitCode) process.stderr.write(`\nshipshape (swarm and one) log (tail):\n${both.log.slice(-4000)}\n`);
+    rmSync(data, { recursive: true, force: true });
   }
 });
 

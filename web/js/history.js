@@ -14,7 +14,7 @@ const RESULTS = {
 };
 
 export class History {
-  /** @param {{isService?: (name: string) => boolean}} options  which names are Swarm services' */
+  /** @param {{isService?: (name: string, host?: string) => boolean}} options  which entries are Swarm services' */
   constructor(panel, { isService = () => false } = {}) {
     this.panel = panel;
     this.isService = isService;
@@ -22,6 +22,8 @@ export class History {
     this.state = panel.querySelector('.history-state');
     this.entries = null;
     this.loading = null;
+    /** With several engines each entry names its container's. */
+    this.several = false;
   }
 
   /** Reads the history once it is first wanted (and again after `reset`). */
@@ -73,7 +75,11 @@ export class History {
     }
     this.state.hidden = true;
     const now = Date.now();
-    for (const e of this.entries) this.list.append(entryItem(e, now, this.isService(e.container_name)));
+    for (const e of this.entries) {
+      // An entry's own `kind` says it; without one, a name among the services does.
+      const service = e.kind ? e.kind === 'service' : this.isService(e.container_name, e.host);
+      this.list.append(entryItem(e, now, { service, several: this.several }));
+    }
   }
 
   tick() {
@@ -81,8 +87,11 @@ export class History {
   }
 }
 
-/** One entry; a service's update (recorded under its name) is marked as one. */
-function entryItem(e, now, service) {
+/**
+ * One entry; a service's update (recorded under its name) is marked as one,
+ * and with several engines each entry names its container's.
+ */
+function entryItem(e, now, { service, several }) {
   const result = RESULTS[e.result] || { word: e.result, icon: 'question', status: 'unknown' };
   const from = e.from_digest ? shortDigest(e.from_digest) : '—';
   const to = e.to_digest ? shortDigest(e.to_digest) : '—';
@@ -94,6 +103,7 @@ function entryItem(e, now, service) {
       { class: 'history-head' },
       h('span', { class: 'badge', dataset: { status: result.status } }, icon(result.icon), h('span', { class: 'badge-word' }, result.word)),
       h('strong', { class: 'history-name' }, e.container_name),
+      several && e.host ? h('span', { class: 'host-tag' }, icon('server'), e.host) : null,
       h('time', { datetime: e.finished_at, title: when(e.finished_at), class: 'history-when' }, ago(e.finished_at, now)),
     ),
     h(

@@ -1,6 +1,7 @@
-// Updates as the page follows them, by container name: a container keeps its
-// name through an update while its id changes, and the server reports
-// progress under the id the update was started with.
+// Updates as the page follows them, by engine and container name: a
+// container keeps its name through an update while its id changes, and the
+// server reports progress under the id the update was started with. Two
+// engines may each run a container of the same name, so the key is both.
 
 /** How long a success stays on its row. */
 export const SUCCESS_SHOWN_MS = 10000;
@@ -51,27 +52,44 @@ export function isFinal(status) {
   return status === 'done' || (typeof status === 'string' && status.startsWith('error'));
 }
 
+/** A container's key: its engine and its name (names repeat across engines). */
+export function keyOf(host, name) {
+  return `${host || ''}/${name}`;
+}
+
+/** An id as progress comes under it: with its engine when the message names one. */
+function idKey(host, id) {
+  return `${host || ''}:${id}`;
+}
+
 export class Jobs {
   constructor() {
-    /** name → {name, id, tag, state: 'requested'|'running'|'ended', progress, since, lastEvent, outcome, endedAt} */
+    /** key → {key, name, host, id, tag, state: 'requested'|'running'|'ended', progress, since, lastEvent, outcome, endedAt} */
     this.byName = new Map();
-    /** short container id → name, for every container ever seen */
+    /** engine and short container id → key, for every container ever seen */
     this.names = new Map();
   }
 
-  /** Learns the names of the ids in a view. */
+  /** Learns the keys of the ids in a view. */
   remember(groups) {
     for (const group of groups) {
-      for (const c of group.containers) this.names.set(c.container_id, c.container_name);
+      for (const c of group.containers) {
+        this.names.set(idKey(c.host, c.container_id), { key: keyOf(c.host, c.container_name), name: c.container_name, host: c.host });
+      }
     }
   }
 
-  get(name) {
-    return this.byName.get(name);
+  /** The key of the container with this short id on this engine, if seen. */
+  keyOf(host, id) {
+    return this.names.get(idKey(host, id))?.key;
   }
 
-  isActive(name) {
-    const job = this.byName.get(name);
+  get(key) {
+    return this.byName.get(key);
+  }
+
+  isActive(key) {
+    const job = this.byName.get(key);
     return !!job && job.state !== 'ended';
   }
 
@@ -83,12 +101,15 @@ export class Jobs {
    * A click on Update: false when one is already on its way (a double
    * click). `tag`: the update moves the container to that tag.
    */
-  request(name, id, tag = null) {
-    if (this.isActive(name)) return false;
+  request(item, tag = null) {
+    const key = keyOf(item.host, item.container_name);
+    if (this.isActive(key)) return false;
     const now = Date.now();
-    this.byName.set(name, {
-      name,
-      id,
+    this.byName.set(key, {
+      key,
+      name: item.container_name,
+      host: item.host,
+      id: item.container_id,
       tag,
       state: 'requested',
       progress: { layer: '', current: 0, total: 0, percent: 0, status: 'connecting' },
@@ -97,41 +118,42 @@ export class Jobs {
       outcome: null,
       endedAt: 0,
     });
-    this.names.set(id, name);
+    this.names.set(idKey(item.host, item.container_id), { key, name: item.container_name, host: item.host });
     return true;
   }
 
   /** The server accepted the request. */
-  accepted(name) {
-    const job = this.byName.get(name);
+  accepted(key) {
+    const job = this.byName.get(key);
     if (job && job.state === 'requested') job.state = 'running';
   }
 
   /** The request itself failed (nothing was started). */
-  refused(name, reason) {
-    const job = this.byName.get(name);
+  refused(key, reason) {
+    const job = this.byName.get(key);
     if (!job) return;
     job.state = 'ended';
     job.endedAt = Date.now();
     job.outcome = { kind: 'failed', reason };
   }
 
-  /** A progress report for `id`; returns the container's name, if known. */
-  progress(id, data) {
-    const name = this.names.get(id);
-    if (!name || !data || typeof data.status !== 'string') return null;
+  /** A progress report for `id` on engine `host`; returns the container's key, if known. */
+  progress(host, id, data) {
+    const seen = this.names.get(idKey(host, id));
+    if (!seen || !data || typeof data.status !== 'string') return null;
+    const { key, name } = seen;
     const final = isFinal(data.status);
-    let job = this.byName.get(name);
+    let job = this.byName.get(key);
     if (job && job.state === 'ended') {
       // How that job ended is known; anything else is a new update.
-      if (final) return name;
+      if (final) return key;
       job = null;
     }
     if (!job) {
       // An update this page did not start: automatic, or from another tab.
       const now = Date.now();
-      job = { name, id, tag: null, state: 'running', progress: null, since: now, lastEvent: now, outcome: null, endedAt: 0 };
-      this.byName.set(name, job);
+      job = { key, name, host: seen.host, id, tag: null, state: 'running', progress: null, since: now, lastEvent: now, outcome: null, endedAt: 0 };
+      this.byName.set(key, job);
     }
     job.id = id;
     job.lastEvent = Date.now();
@@ -145,28 +167,28 @@ export class Jobs {
     } else {
       job.state = 'running';
     }
-    return name;
+    return key;
   }
 
   /** The job's progress is gone from the server (kept only 60 s): end it. */
-  lost(name, outcome) {
-    const job = this.byName.get(name);
+  lost(key, outcome) {
+    const job = this.byName.get(key);
     if (!job || job.state === 'ended') return;
     job.state = 'ended';
     job.endedAt = Date.now();
     job.outcome = outcome;
   }
 
-  dismiss(name) {
-    this.byName.delete(name);
+  dismiss(key) {
+    this.byName.delete(key);
   }
 
   /** Forgets successes shown long enough; true when something changed. */
   expire(now = Date.now()) {
     let changed = false;
-    for (const [name, job] of this.byName) {
+    for (const [key, job] of this.byName) {
       if (job.state === 'ended' && job.outcome?.kind === 'updated' && now - job.endedAt > SUCCESS_SHOWN_MS) {
-        this.byName.delete(name);
+        this.byName.delete(key);
         changed = true;
       }
     }

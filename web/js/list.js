@@ -1,11 +1,12 @@
 // The main list: one card per image group, one row per container. Cards and
-// rows are keyed (image, container name) and updated in place, so a live
-// change touches only what changed, focus stays where it was and nothing
-// jumps; 200 containers filter by toggling `hidden`.
+// rows are keyed (image; engine and container name) and updated in place, so
+// a live change touches only what changed, focus stays where it was and
+// nothing jumps; 200 containers filter by toggling `hidden`. With several
+// engines each row names its engine.
 
 import { h, icon, setAttr, setText, shortDigest, ago, when, bytes } from './dom.js';
 import { Menu } from './dialogs.js';
-import { overallPercent, phaseOf } from './jobs.js';
+import { keyOf, overallPercent, phaseOf } from './jobs.js';
 
 export const STATUS = {
   uptodate: { word: 'Up to date', icon: 'check' },
@@ -135,7 +136,7 @@ export class List {
   /**
    * @param {HTMLElement} root
    * @param {object} actions  update(group, item), updateAll(group), updateTo(group, tag, kind, opener),
-   *   toggleAuto(item), retry(name), dismiss(name)
+   *   toggleAuto(item), retry(key), dismiss(key) — a key is the container's engine and name (`keyOf`)
    */
   constructor(root, actions) {
     this.root = root;
@@ -146,15 +147,16 @@ export class List {
   /**
    * @param {Array} groups   what to show (the view, plus rows kept during updates)
    * @param {Jobs} jobs
-   * @param {{status: string, q: string}} filter
+   * @param {{status: string, q: string, host: string}} filter
+   * @param {{hosts: Array|null}} engines  the engines when there are several (rows then name theirs), else null
    * @returns {number} how many containers are shown
    */
-  render(groups, jobs, filter) {
+  render(groups, jobs, filter, { hosts = null } = {}) {
     // A container that moves to another group (an update to another tag)
     // takes the keyboard focus along: its row is a new one in another card.
     const active = document.activeElement;
     const hadFocus = !!active && active !== this.root && this.root.contains(active);
-    const focusNames = hadFocus ? namesAround(active) : [];
+    const focusKeys = hadFocus ? keysAround(active) : [];
     const seen = new Set();
     let shown = 0;
     let previous = null;
@@ -166,7 +168,7 @@ export class List {
         this.cards.set(group.image, card);
         if (this.rendered) card.el.classList.add('enter');
       }
-      const visible = card.update(group, jobs, filter);
+      const visible = card.update(group, jobs, filter, hosts);
       shown += visible;
       // Keep DOM order equal to the view's order, moving only what is out of place.
       const wanted = previous ? previous.nextSibling : this.root.firstChild;
@@ -180,14 +182,14 @@ export class List {
       }
     }
     this.rendered = true;
-    if (hadFocus && !this.root.contains(document.activeElement)) this.refocus(focusNames);
+    if (hadFocus && !this.root.contains(document.activeElement)) this.refocus(focusKeys);
     return shown;
   }
 
-  refocus(names) {
-    for (const name of names) {
+  refocus(keys) {
+    for (const key of keys) {
       for (const card of this.cards.values()) {
-        const row = card.rows.get(name);
+        const row = card.rows.get(key);
         if (row && !row.el.hidden && !card.el.hidden) {
           row.focusTarget().focus();
           return;
@@ -204,11 +206,12 @@ export class List {
 }
 
 /** The containers a focused element speaks for: its row's, or every row of its card. */
-function namesAround(el) {
+function keysAround(el) {
+  const keyOfRow = (r) => keyOf(r.dataset.host, r.dataset.name);
   const row = el.closest('li.row');
-  if (row) return [row.dataset.name];
+  if (row) return [keyOfRow(row)];
   const card = el.closest('article.card');
-  return card ? [...card.querySelectorAll('li.row')].map((r) => r.dataset.name) : [];
+  return card ? [...card.querySelectorAll('li.row')].map(keyOfRow) : [];
 }
 
 class Card {
@@ -260,9 +263,9 @@ class Card {
     );
   }
 
-  update(group, jobs, filter) {
-    const active = document.activeElement;
-    const focused = active === this.updateAll || active === this.updateTo ? active : null;
+  update(group, jobs, filter, hosts) {
+    const current = document.activeElement;
+    const focused = current === this.updateAll || current === this.updateTo ? current : null;
     this.group = group;
     setBadge(this.badge, group.status);
     this.el.dataset.status = group.status;
@@ -285,8 +288,9 @@ class Card {
     const n = group.containers.length;
     setText(this.count, `${n} container${n === 1 ? '' : 's'}`);
 
-    const outdated = group.containers.filter((c) => c.status === 'outdated' && !jobs.isActive(c.container_name));
-    const busy = group.containers.some((c) => jobs.isActive(c.container_name));
+    const active = (c) => jobs.isActive(keyOf(c.host, c.container_name));
+    const outdated = group.containers.filter((c) => c.status === 'outdated' && !active(c));
+    const busy = group.containers.some(active);
     // One container: its own Update button is the same thing.
     this.updateAll.hidden = n < 2 || (outdated.length === 0 && !busy);
     if (busy && outdated.length === 0) {
@@ -311,26 +315,30 @@ class Card {
     let visible = 0;
     let previous = null;
     for (const item of group.containers) {
-      seen.add(item.container_name);
-      let row = this.rows.get(item.container_name);
+      const key = keyOf(item.host, item.container_name);
+      seen.add(key);
+      let row = this.rows.get(key);
       if (!row) {
-        row = new Row(item.container_name, this.actions);
-        this.rows.set(item.container_name, row);
+        row = new Row(key, item, this.actions);
+        this.rows.set(key, row);
         // Rows that come later fade in; the first render just appears.
         if (this.rendered) row.el.classList.add('enter');
       }
-      row.update(group, item, jobs);
-      const show = matches(group, item, q) && (filter.status === 'all' || filter.status === item.status);
+      row.update(group, item, jobs, hosts);
+      const show =
+        matches(group, item, q) &&
+        (filter.status === 'all' || filter.status === item.status) &&
+        (!filter.host || filter.host === item.host);
       row.el.hidden = !show;
       if (show) visible += 1;
       const wanted = previous ? previous.nextSibling : this.list.firstChild;
       if (wanted !== row.el) this.list.insertBefore(row.el, wanted);
       previous = row.el;
     }
-    for (const [name, row] of this.rows) {
-      if (!seen.has(name)) {
+    for (const [key, row] of this.rows) {
+      if (!seen.has(key)) {
         row.el.remove();
-        this.rows.delete(name);
+        this.rows.delete(key);
       }
     }
     this.el.hidden = visible === 0;
@@ -423,14 +431,18 @@ class Card {
 let rowCount = 0;
 
 class Row {
-  constructor(name, actions) {
+  constructor(key, item, actions) {
     rowCount += 1;
+    const name = item.container_name;
+    this.key = key;
     this.name = name;
     this.actions = actions;
     this.item = null;
     this.group = null;
     this.nameEl = h('span', { class: 'name' }, name);
     this.idEl = h('code', { class: 'id' });
+    // The engine it runs on: shown only when there are several.
+    this.hostEl = h('span', { class: 'host-tag', hidden: true }, icon('server'), h('span', { class: 'host-name' }, item.host || ''));
     this.local = h('code', { class: 'digest' });
     this.remote = h('code', { class: 'digest' });
     this.arrow = arrow();
@@ -453,8 +465,8 @@ class Row {
     this.job = h('div', { class: 'row-job', hidden: true });
     this.el = h(
       'li',
-      { class: 'row', dataset: { name } },
-      h('div', { class: 'row-main' }, h('div', { class: 'row-name' }, this.nameEl, this.idEl), this.digests),
+      { class: 'row', dataset: { name, ...(item.host ? { host: item.host } : {}) } },
+      h('div', { class: 'row-main' }, h('div', { class: 'row-name' }, this.nameEl, this.idEl, this.hostEl), this.digests),
       h('div', { class: 'row-status' }, this.badge),
       h('div', { class: 'row-auto' }, this.switchEl),
       this.buttonSlot,
@@ -463,11 +475,12 @@ class Row {
     this.jobKey = '';
   }
 
-  update(group, item, jobs) {
+  update(group, item, jobs, hosts) {
     const focused = this.el.contains(document.activeElement) ? document.activeElement : null;
     this.group = group;
     this.item = item;
     this.el.dataset.id = item.container_id;
+    this.renderHost(item, hosts);
     setText(this.idEl, item.container_id);
     setAttr(this.idEl, 'title', `container id ${item.container_id}`);
     setText(this.local, shortDigest(item.local_digest));
@@ -481,7 +494,7 @@ class Row {
     if (item.gone) this.el.dataset.gone = 'true';
     else delete this.el.dataset.gone;
 
-    const job = jobs.get(this.name);
+    const job = jobs.get(this.key);
     const active = !!job && job.state !== 'ended';
     const failed = !!job && job.state === 'ended' && job.outcome && job.outcome.kind !== 'updated';
     setBadge(this.badge, active ? 'updating' : failed ? 'failed' : item.status);
@@ -508,6 +521,29 @@ class Row {
   /** Where the keyboard lands when this row takes the focus. */
   focusTarget() {
     return this.switchEl.disabled ? this.el.querySelector('button:not(:disabled)') || this.switchEl : this.switchEl;
+  }
+
+  /** The engine's tag: hidden with one engine; marked while its engine does not answer. */
+  renderHost(item, hosts) {
+    const show = !!hosts && !!item.host;
+    this.hostEl.hidden = !show;
+    if (!show) return;
+    const engine = hosts.find((h) => h.name === item.host);
+    const down = engine && !engine.connected;
+    if (down) this.hostEl.dataset.down = 'true';
+    else delete this.hostEl.dataset.down;
+    setAttr(
+      this.hostEl,
+      'title',
+      down
+        ? `Docker engine ${item.host} does not answer${engine.error ? `: ${engine.error}` : ''}; last state known shown`
+        : `Runs on the Docker engine ${item.host}`,
+    );
+    const words = this.hostEl.querySelector('.host-name');
+    setText(words, down ? `${item.host} · not answering` : item.host);
+    // The name alone is ambiguous across engines: the buttons say which.
+    setAttr(this.button, 'aria-label', `Update ${this.name} on ${item.host}`);
+    setAttr(this.switchEl, 'aria-label', `Auto-update ${this.name} on ${item.host}`);
   }
 
   renderJob(job) {
@@ -540,10 +576,10 @@ class Row {
     }
     const retry = h('button', { type: 'button', class: 'btn btn-secondary' }, icon('refresh'), 'Retry');
     setAttr(retry, 'aria-label', `Retry the update of ${this.name}`);
-    retry.addEventListener('click', () => this.actions.retry(this.name));
+    retry.addEventListener('click', () => this.actions.retry(this.key));
     const dismiss = h('button', { type: 'button', class: 'btn btn-ghost' }, 'Dismiss');
     setAttr(dismiss, 'aria-label', `Dismiss the message about ${this.name}`);
-    dismiss.addEventListener('click', () => this.actions.dismiss(this.name));
+    dismiss.addEventListener('click', () => this.actions.dismiss(this.key));
     const title = kind === 'rolled_back' ? 'Rolled back:' : 'Update failed:';
     const after = kind === 'rolled_back' ? 'The previous container runs again, as it was.' : 'Nothing was changed.';
     this.job.append(

@@ -5,7 +5,7 @@ import { api, containerPath, describe, groupPath, onUnauthorized } from './api.j
 import { announce, h, icon, setAttr, setIcon, setText, shortDigest, toast } from './dom.js';
 import { confirmDialog, Menu, nameList, openModal } from './dialogs.js';
 import { History } from './history.js';
-import { Jobs, SUCCESS_SHOWN_MS } from './jobs.js';
+import { Jobs, SUCCESS_SHOWN_MS, keyOf } from './jobs.js';
 import { kindBadge, List, matches, splitImage } from './list.js';
 import { Live } from './live.js';
 import { ServiceJobs, ServiceList, SERVICE_SUCCESS_MS, serviceMatches, wantedTasks } from './services.js';
@@ -25,15 +25,41 @@ const state = {
   groups: [],
   loaded: false,
   filter: readFilter(),
-  /** name → {group, item}: the last place a container was seen, for rows kept during an update */
+  /** The Docker engines (`GET /api/hosts`); with more than one, rows show theirs and a filter picks one. */
+  hosts: [],
+  /** key (engine and name) → {group, item}: the last place a container was seen, for rows kept during an update */
   lastSeen: new Map(),
-  /** name (or `service:<id>`) → time of the last REST poll of its job */
+  /** key (engine and name, or `service:<id>`) → time of the last REST poll of its job */
   polled: new Map(),
   /** Swarm services, as the API lists them (null: none known yet) */
   services: null,
   /** The engine is a swarm manager: the Services section is shown. */
   swarm: false,
 };
+
+/** Whether the page speaks of engines at all: only when there is more than one. */
+function several() {
+  return state.hosts.length > 1;
+}
+
+/** How the API is told which container: `host:id` when engines could share a short id. */
+function apiId(host, id) {
+  return several() && host ? `${host}:${id}` : id;
+}
+
+/** A container as a person reads it: its name, and its engine when there are several. */
+function label(name, host) {
+  return several() && host ? `${name} on ${host}` : name;
+}
+
+/**
+ * The engine whose Swarm services the page shows (each service names it:
+ * the first engine that is a manager); '' with one engine.
+ */
+function servicesHost() {
+  if (!several()) return '';
+  return state.services?.find((s) => s.host)?.host || state.hosts[0].name;
+}
 
 const jobs = new Jobs();
 const list = new List($('list'), { update, updateAll, updateTo, toggleAuto, retry, dismiss });
@@ -44,7 +70,10 @@ const serviceList = new ServiceList($('service-list'), {
   retry: retryService,
   dismiss: dismissService,
 });
-const historyPanel = new History($('history'), { isService: (name) => !!state.services?.some((s) => s.name === name) });
+const historyPanel = new History($('history'), {
+  // A service's entry is on the services' engine; a container of that name on another engine is not one.
+  isService: (name, host) => !!state.services?.some((s) => s.name === name) && (!host || !servicesHost() || host === servicesHost()),
+});
 const live = new Live({
   message: onMessage,
   status: showConnection,
@@ -71,6 +100,7 @@ async function boot({ afterLogin = false } = {}) {
     else showFailure(error);
     return;
   }
+  await loadHosts();
   show('dash');
   setGroups(groups);
   setServices(services);
@@ -195,7 +225,7 @@ function setGroups(groups) {
   state.loaded = true;
   jobs.remember(state.groups);
   for (const group of state.groups) {
-    for (const item of group.containers) state.lastSeen.set(item.container_name, { group, item });
+    for (const item of group.containers) state.lastSeen.set(keyOf(item.host, item.container_name), { group, item });
   }
   scheduleRender();
 }
@@ -256,6 +286,26 @@ function findService(id) {
   return state.services?.find((s) => s.id === id) || null;
 }
 
+/** The engines, once at start and again after a reconnect; without them the page shows none. */
+async function loadHosts() {
+  try {
+    setHosts(await api('/api/hosts', { quiet401: true }));
+  } catch {
+    // Not fatal: the list works without knowing the engines.
+  }
+}
+
+function setHosts(hosts) {
+  state.hosts = Array.isArray(hosts) ? hosts : [];
+  if (state.filter.host && !state.hosts.some((h) => h.name === state.filter.host) && state.hosts.length > 0) {
+    state.filter.host = '';
+    writeFilter();
+  }
+  historyPanel.several = several();
+  renderHostFilter();
+  scheduleRender();
+}
+
 function onMessage(message) {
   switch (message?.type) {
     case 'images':
@@ -274,11 +324,14 @@ function onMessage(message) {
       }
       break;
     }
+    case 'hosts':
+      setHosts(message.data);
+      break;
     case 'progress': {
-      const before = jobs.get(jobs.names.get(message.container_id))?.state;
-      const name = jobs.progress(message.container_id, message.data);
-      if (name) {
-        const job = jobs.get(name);
+      const before = jobs.get(jobs.keyOf(message.host, message.container_id))?.state;
+      const key = jobs.progress(message.host, message.container_id, message.data);
+      if (key) {
+        const job = jobs.get(key);
         if (job?.state === 'ended' && before !== 'ended') ended(job);
         scheduleRender();
       }
@@ -317,9 +370,10 @@ function serviceEnded(job) {
 }
 
 function announceOutcome(job) {
-  if (job.outcome.kind === 'updated') announce(`${job.name} updated.`);
-  else if (job.outcome.kind === 'rolled_back') announce(`${job.name} rolled back: ${job.outcome.reason}`);
-  else announce(`Update of ${job.name} failed: ${job.outcome.reason}`);
+  const who = label(job.name, job.host);
+  if (job.outcome.kind === 'updated') announce(`${who} updated.`);
+  else if (job.outcome.kind === 'rolled_back') announce(`${who} rolled back: ${job.outcome.reason}`);
+  else announce(`Update of ${who} failed: ${job.outcome.reason}`);
 }
 
 /** Before the websocket reconnects: the full state over REST (and whether we may go on). */
@@ -335,6 +389,7 @@ async function resync() {
     }
     throw error;
   }
+  await loadHosts();
   await watchJobs(true);
   return true;
 }
@@ -351,7 +406,7 @@ async function watchJobs(now = false) {
     const recently = Date.now() - (state.polled.get(key(job)) || 0) < WATCH_MS - 100;
     return (now || quiet) && !recently;
   };
-  const due = jobs.active().filter(dueJob((job) => job.name));
+  const due = jobs.active().filter(dueJob((job) => job.key));
   const dueServices = serviceJobs.active().filter(dueJob((job) => `service:${job.id}`));
   await Promise.all([...due.map(pollJob), ...dueServices.map(pollServiceJob)]);
 }
@@ -376,18 +431,18 @@ async function pollServiceJob(job) {
 }
 
 async function pollJob(job) {
-  state.polled.set(job.name, Date.now());
+  state.polled.set(job.key, Date.now());
   try {
-    const progress = await api(containerPath(job.id, 'progress'));
-    if (!jobs.isActive(job.name)) return;
-    jobs.progress(job.id, progress);
-    const after = jobs.get(job.name);
+    const progress = await api(containerPath(apiId(job.host, job.id), 'progress'));
+    if (!jobs.isActive(job.key)) return;
+    jobs.progress(job.host, job.id, progress);
+    const after = jobs.get(job.key);
     if (after?.state === 'ended') ended(after);
   } catch (error) {
     if (error.status !== 404) return;
     // The server no longer follows it: how it ended is in the history.
-    jobs.lost(job.name, await outcomeFromHistory(job));
-    if (!jobs.get(job.name)?.outcome) jobs.dismiss(job.name);
+    jobs.lost(job.key, await outcomeFromHistory(job));
+    if (!jobs.get(job.key)?.outcome) jobs.dismiss(job.key);
   }
   scheduleRender();
 }
@@ -395,7 +450,10 @@ async function pollJob(job) {
 async function outcomeFromHistory(job) {
   try {
     const entries = await api('/api/history?limit=50');
-    const entry = entries.find((e) => e.container_name === job.name && Date.parse(e.finished_at) >= job.since - 2000);
+    const sameEngine = (e) => !e.host || !job.host || e.host === job.host;
+    const entry = entries.find(
+      (e) => e.container_name === job.name && sameEngine(e) && Date.parse(e.finished_at) >= job.since - 2000,
+    );
     if (!entry) return null;
     if (entry.result === 'rolled_back') return { kind: 'rolled_back', reason: entry.error || '' };
     if (entry.result === 'failed') return { kind: 'failed', reason: entry.error || '' };
@@ -409,27 +467,28 @@ async function outcomeFromHistory(job) {
 
 /** Updates one container: to its tag's newest image, or to `tag`. */
 async function update(group, item, tag = null) {
-  const name = item.container_name;
-  if (!jobs.request(name, item.container_id, tag)) return;
+  const key = keyOf(item.host, item.container_name);
+  if (!jobs.request(item, tag)) return;
   scheduleRender();
   try {
-    await api(containerPath(item.container_id, 'update'), { method: 'POST', body: tag ? { tag } : undefined });
-    jobs.accepted(name);
+    await api(containerPath(apiId(item.host, item.container_id), 'update'), { method: 'POST', body: tag ? { tag } : undefined });
+    jobs.accepted(key);
   } catch (error) {
     if (error.status === 401) return;
-    jobs.refused(name, describe(error));
+    jobs.refused(key, describe(error));
   }
   scheduleRender();
 }
 
 async function updateAll(group, opener) {
-  const targets = group.containers.filter((c) => !jobs.isActive(c.container_name));
+  const targets = group.containers.filter((c) => !jobs.isActive(keyOf(c.host, c.container_name)));
   if (targets.length === 0) return;
   const items = targets.map((c) =>
     h(
       'li',
       {},
       h('strong', {}, c.container_name),
+      several() && c.host ? h('span', { class: 'host-tag' }, c.host) : null,
       ' ',
       c.status === 'outdated'
         ? h('span', { class: 'dialog-digests' }, h('code', {}, shortDigest(c.local_digest)), ' → ', h('code', {}, shortDigest(group.remote_digest)))
@@ -452,15 +511,15 @@ async function updateAll(group, opener) {
     opener,
   });
   if (!ok) return;
-  const requested = targets.filter((c) => jobs.request(c.container_name, c.container_id));
+  const requested = targets.filter((c) => jobs.request(c));
   if (requested.length === 0) return;
   scheduleRender();
   try {
     await api(groupPath(group.image), { method: 'POST' });
-    for (const c of requested) jobs.accepted(c.container_name);
+    for (const c of requested) jobs.accepted(keyOf(c.host, c.container_name));
   } catch (error) {
     if (error.status === 401) return;
-    for (const c of requested) jobs.refused(c.container_name, describe(error));
+    for (const c of requested) jobs.refused(keyOf(c.host, c.container_name), describe(error));
   }
   scheduleRender();
 }
@@ -470,10 +529,10 @@ async function updateAll(group, opener) {
  * saying from what to what (a major version with a clear warning and the
  * release notes). One container goes by its own update, several by the
  * group's: the image is pulled once. Each row then follows its container
- * by name into the group of the new tag.
+ * by engine and name into the group of the new tag.
  */
 async function updateTo(group, tag, kind, opener) {
-  const targets = group.containers.filter((c) => !c.gone && !c.monitor_only && !jobs.isActive(c.container_name));
+  const targets = group.containers.filter((c) => !c.gone && !c.monitor_only && !jobs.isActive(keyOf(c.host, c.container_name)));
   if (targets.length === 0) {
     toast(`Nothing to update in ${group.image}: its containers are busy or monitor-only.`, 'error');
     return;
@@ -481,6 +540,7 @@ async function updateTo(group, tag, kind, opener) {
   const [repo] = splitImage(group.image);
   const from = group.version || group.image.slice(repo.length + 1);
   const one = targets.length === 1;
+  const who = one ? label(targets[0].container_name, targets[0].host) : `${targets.length} containers`;
   const major = kind === 'major';
   const notes = group.release_notes && /^https?:\/\//.test(group.release_notes) ? group.release_notes : null;
   const notesLink = (text) => h('a', { href: notes, target: '_blank', rel: 'noopener noreferrer', class: 'notes' }, icon('link'), text);
@@ -527,15 +587,23 @@ async function updateTo(group, tag, kind, opener) {
       'p',
       {},
       one
-        ? `${targets[0].container_name} is recreated on ${tag}, keeping its settings. If it does not come up, it is rolled back to ${from}.`
+        ? `${who} is recreated on ${tag}, keeping its settings. If it does not come up, it is rolled back to ${from}.`
         : `${tag} is pulled once; then each container is recreated on it in turn, keeping its settings. One that does not come up is rolled back to ${from}.`,
     ),
   );
-  if (!one) body.push(nameList(targets.map((c) => h('li', {}, h('strong', {}, c.container_name)))));
+  if (!one) {
+    body.push(
+      nameList(
+        targets.map((c) =>
+          h('li', {}, h('strong', {}, c.container_name), several() && c.host ? h('span', { class: 'host-tag' }, c.host) : null),
+        ),
+      ),
+    );
+  }
   const ok = await confirmDialog({
     title: major
-      ? `Update ${one ? targets[0].container_name : `${targets.length} containers`} to a new major version?`
-      : `Update ${one ? targets[0].container_name : `${targets.length} containers`} to ${tag}?`,
+      ? `Update ${who} to a new major version?`
+      : `Update ${who} to ${tag}?`,
     body,
     confirm: major ? `Update to ${tag} (major)` : `Update to ${tag}`,
     tone: major ? 'danger' : '',
@@ -543,37 +611,38 @@ async function updateTo(group, tag, kind, opener) {
   });
   if (!ok) return;
   if (one) {
-    const seen = findContainer(targets[0].container_name);
+    const seen = findContainer(keyOf(targets[0].host, targets[0].container_name));
     if (seen) await update(seen.group, seen.item, tag);
     return;
   }
-  const requested = targets.filter((c) => jobs.request(c.container_name, c.container_id, tag));
+  const requested = targets.filter((c) => jobs.request(c, tag));
   if (requested.length === 0) return;
   scheduleRender();
   try {
     await api(groupPath(group.image), { method: 'POST', body: { tag } });
-    for (const c of requested) jobs.accepted(c.container_name);
+    for (const c of requested) jobs.accepted(keyOf(c.host, c.container_name));
   } catch (error) {
     if (error.status === 401) return;
-    for (const c of requested) jobs.refused(c.container_name, describe(error));
+    for (const c of requested) jobs.refused(keyOf(c.host, c.container_name), describe(error));
   }
   scheduleRender();
 }
 
-function retry(name) {
-  const seen = findContainer(name);
+function retry(key) {
+  const seen = findContainer(key);
   if (!seen) {
-    toast(`${name} is not running any more.`, 'error');
+    const last = state.lastSeen.get(key)?.item;
+    toast(`${last ? label(last.container_name, last.host) : 'The container'} is not running any more.`, 'error');
     return;
   }
   // A failed move to another tag is tried again to that tag.
-  const tag = jobs.get(name)?.tag || null;
-  jobs.dismiss(name);
+  const tag = jobs.get(key)?.tag || null;
+  jobs.dismiss(key);
   update(seen.group, seen.item, tag);
 }
 
-function dismiss(name) {
-  jobs.dismiss(name);
+function dismiss(key) {
+  jobs.dismiss(key);
   scheduleRender();
 }
 
@@ -587,12 +656,14 @@ async function toggleAuto(item, button) {
   item.auto_update = !before;
   setAttr(button, 'aria-checked', item.auto_update ? 'true' : 'false');
   try {
-    const answer = await api(containerPath(item.container_id, 'auto-update'), { method: 'POST' });
+    const answer = await api(containerPath(apiId(item.host, item.container_id), 'auto-update'), { method: 'POST' });
     item.auto_update = !!answer?.auto_update;
-    announce(`Auto-update ${item.auto_update ? 'on' : 'off'} for ${item.container_name}.`);
+    announce(`Auto-update ${item.auto_update ? 'on' : 'off'} for ${label(item.container_name, item.host)}.`);
   } catch (error) {
     item.auto_update = before;
-    if (error.status !== 401) toast(`Could not change auto-update of ${item.container_name}: ${describe(error)}`, 'error');
+    if (error.status !== 401) {
+      toast(`Could not change auto-update of ${label(item.container_name, item.host)}: ${describe(error)}`, 'error');
+    }
   } finally {
     delete button.dataset.pending;
     setAttr(button, 'aria-busy', null);
@@ -687,9 +758,9 @@ async function toggleServiceAuto(service, button) {
   }
 }
 
-function findContainer(name) {
+function findContainer(key) {
   for (const group of state.groups) {
-    const item = group.containers.find((c) => c.container_name === name);
+    const item = group.containers.find((c) => keyOf(c.host, c.container_name) === key);
     if (item) return { group, item };
   }
   return null;
@@ -737,8 +808,8 @@ function scheduleRender() {
 function displayed() {
   const groups = state.groups.map((g) => ({ ...g, containers: [...g.containers] }));
   for (const job of jobs.byName.values()) {
-    if (findContainer(job.name)) continue;
-    const seen = state.lastSeen.get(job.name);
+    if (findContainer(job.key)) continue;
+    const seen = state.lastSeen.get(job.key);
     if (!seen) continue;
     let group = groups.find((g) => g.image === seen.group.image);
     if (!group) {
@@ -748,7 +819,10 @@ function displayed() {
     }
     const updated = job.state === 'ended' && job.outcome?.kind === 'updated';
     group.containers.push({ ...seen.item, status: updated ? 'uptodate' : seen.item.status, gone: job.state === 'ended' && !updated });
-    group.containers.sort((a, b) => (a.container_name < b.container_name ? -1 : 1));
+    group.containers.sort((a, b) => {
+      if (a.container_name !== b.container_name) return a.container_name < b.container_name ? -1 : 1;
+      return (a.host || '') < (b.host || '') ? -1 : 1;
+    });
   }
   return groups;
 }
@@ -760,38 +834,61 @@ function render() {
   const q = state.filter.q.trim();
   // Counts, filters and the title take containers and services alike.
   const counts = { all: 0, outdated: 0, uptodate: 0, unknown: 0 };
+  const perHost = new Map();
   let outdatedTotal = 0;
   let total = 0;
+  const hostFilter = several() ? state.filter.host : '';
   for (const group of groups) {
     for (const c of group.containers) {
       if (c.gone) continue;
       total += 1;
       if (c.status === 'outdated') outdatedTotal += 1;
       if (!matches(group, c, q)) continue;
-      counts.all += 1;
-      if (c.status in counts) counts[c.status] += 1;
+      // Each filter's counts say what picking it would show, given the other.
+      if (!hostFilter || c.host === hostFilter) {
+        counts.all += 1;
+        if (c.status in counts) counts[c.status] += 1;
+      }
+      if (state.filter.status === 'all' || state.filter.status === c.status) {
+        perHost.set(c.host, (perHost.get(c.host) || 0) + 1);
+      }
     }
   }
+  // The services are on one engine: a host filter for another hides them.
+  const servicesHere = !hostFilter || hostFilter === servicesHost();
   for (const s of services) {
     if (s.status === 'outdated') outdatedTotal += 1;
     if (!serviceMatches(s, q)) continue;
-    counts.all += 1;
-    if (s.status in counts) counts[s.status] += 1;
+    if (servicesHere) {
+      counts.all += 1;
+      if (s.status in counts) counts[s.status] += 1;
+    }
+    if (servicesHost() && (state.filter.status === 'all' || state.filter.status === s.status)) {
+      perHost.set(servicesHost(), (perHost.get(servicesHost()) || 0) + 1);
+    }
   }
   for (const el of document.querySelectorAll('[data-count]')) setText(el, counts[el.dataset.count]);
+  for (const el of document.querySelectorAll('[data-host-count]')) {
+    const name = el.dataset.hostCount;
+    setText(el, name ? perHost.get(name) || 0 : [...perHost.values()].reduce((a, b) => a + b, 0));
+  }
+  for (const chip of document.querySelectorAll('.chip[data-host]')) {
+    setAttr(chip, 'aria-pressed', chip.dataset.host === hostFilter ? 'true' : 'false');
+  }
   for (const chip of document.querySelectorAll('.chip[data-filter]')) {
     setAttr(chip, 'aria-pressed', chip.dataset.filter === state.filter.status ? 'true' : 'false');
   }
   document.title = outdatedTotal > 0 ? `${outdatedTotal} outdated · shipshape` : 'shipshape';
 
-  const shown = list.render(groups, jobs, state.filter);
-  const shownServices = serviceList.render(services, serviceJobs, state.filter);
-  const filtered = state.filter.status !== 'all' || q !== '';
+  const shown = list.render(groups, jobs, { ...state.filter, host: hostFilter }, { hosts: several() ? state.hosts : null });
+  const shownServices = servicesHere ? serviceList.render(services, serviceJobs, state.filter) : 0;
+  const filtered = state.filter.status !== 'all' || q !== '' || hostFilter !== '';
   // A manager without services says so, unless a filter is what hides them.
-  const servicesShown = state.swarm && (services.length === 0 ? !filtered : shownServices > 0);
+  const servicesShown = state.swarm && servicesHere && (services.length === 0 ? !filtered : shownServices > 0);
   $('services').hidden = !servicesShown;
   $('services-none').hidden = services.length > 0;
   setText($('services-count'), services.length === 0 ? '' : sectionCount(shownServices, services.length));
+  renderServicesHost();
   $('containers-head').hidden = !servicesShown || shown === 0;
   setText($('containers-count'), sectionCount(shown, total));
   // On a Swarm node with services, no other container is nothing to point out.
@@ -807,9 +904,22 @@ function render() {
   if (nothing) {
     const parts = [];
     if (state.filter.status !== 'all') parts.push(`status “${chipWord(state.filter.status)}”`);
+    if (hostFilter) parts.push(`host “${hostFilter}”`);
     if (q) parts.push(`“${q}”`);
     setText($('nomatch-text'), `Nothing matches ${parts.join(' and ')}.`);
   }
+}
+
+/** With several engines the Services section names the one its services are on. */
+function renderServicesHost() {
+  const tag = $('services-host');
+  const name = servicesHost();
+  tag.hidden = !name;
+  if (!name || tag.dataset.host === name) return;
+  tag.dataset.host = name;
+  tag.textContent = '';
+  tag.append(icon('server'), name);
+  setAttr(tag, 'title', `Services of the Docker engine ${name}`);
 }
 
 /** `3`, or `2 of 3` while a filter hides some. */
@@ -846,7 +956,7 @@ function showConnection(connState) {
 function readFilter() {
   const params = new URLSearchParams(location.search);
   const status = params.get('status');
-  return { status: FILTERS.includes(status) ? status : 'all', q: params.get('q') || '' };
+  return { status: FILTERS.includes(status) ? status : 'all', q: params.get('q') || '', host: params.get('host') || '' };
 }
 
 function writeFilter() {
@@ -855,6 +965,8 @@ function writeFilter() {
   else params.set('status', state.filter.status);
   if (state.filter.q) params.set('q', state.filter.q);
   else params.delete('q');
+  if (state.filter.host) params.set('host', state.filter.host);
+  else params.delete('host');
   const query = params.toString();
   const url = `${location.pathname}${query ? `?${query}` : ''}${location.hash}`;
   if (url !== `${location.pathname}${location.search}${location.hash}`) window.history.replaceState(null, '', url);
@@ -885,8 +997,16 @@ function setupToolbar() {
       scheduleRender();
     });
   }
+  $('host-filters').addEventListener('click', (event) => {
+    const chip = event.target.closest('.chip[data-host]');
+    if (!chip) return;
+    const wanted = chip.dataset.host;
+    state.filter.host = state.filter.host === wanted ? '' : wanted;
+    writeFilter();
+    scheduleRender();
+  });
   $('clear-filters').addEventListener('click', () => {
-    state.filter = { status: 'all', q: '' };
+    state.filter = { status: 'all', q: '', host: '' };
     search.value = '';
     writeFilter();
     scheduleRender();
@@ -922,6 +1042,37 @@ function setupToolbar() {
     search.focus();
     search.select();
   });
+}
+
+/**
+ * One chip per engine, shown only when there are several; an engine that
+ * does not answer says so on its chip (its rows show the last state known).
+ */
+function renderHostFilter() {
+  const box = $('host-filters');
+  box.hidden = !several();
+  if (!several()) return;
+  const key = JSON.stringify(state.hosts.map((h) => [h.name, h.connected, h.error]));
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
+  box.textContent = '';
+  const chip = (name, word, down) =>
+    h(
+      'button',
+      {
+        type: 'button',
+        class: 'chip chip-host',
+        'aria-pressed': 'false',
+        dataset: { host: name, ...(down ? { down: 'true' } : {}) },
+        title: down ? `Docker engine ${name} does not answer: ${down}` : name ? `Containers on the Docker engine ${name}` : null,
+      },
+      icon(down ? 'alert' : 'server'),
+      word,
+      down ? h('span', { class: 'sr-only' }, ' (not answering)') : null,
+      h('span', { class: 'chip-count', dataset: { hostCount: name } }, '0'),
+    );
+  box.append(chip('', 'All hosts', null));
+  for (const host of state.hosts) box.append(chip(host.name, host.name, host.connected ? null : host.error || 'unreachable'));
 }
 
 // ------------------------------------------------------------ storage

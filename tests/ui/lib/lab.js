@@ -3,7 +3,7 @@
 // the user's daemon is never used.
 
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -30,6 +30,12 @@ export function loadLab() {
   for (const [k, v] of Object.entries(lab)) {
     if (!v) throw new Error(`${k} missing from ${dir}/env`);
   }
+  // The lab's second engine (host2), for several engines in one shipshape.
+  // An env file written by an older scripts/lab lacks it: the second engine
+  // is found where scripts/lab keeps it.
+  lab.dockerHost2 =
+    env.LAB_DOCKER_HOST2 || (existsSync(join(dir, 'host2/docker.sock')) ? `unix://${join(dir, 'host2/docker.sock')}` : null);
+  if (lab.dockerHost2 && !lab.dockerHost2.includes(dir)) throw new Error(`refusing ${lab.dockerHost2}: not the lab's`);
   // The one guard that matters most: only ever the lab's private daemon.
   if (!lab.dockerHost.includes(dir)) throw new Error(`refusing ${lab.dockerHost}: not the lab's private daemon`);
   // The lab's one-node Swarm manager (a private dockerd of its own), when the lab has it.
@@ -139,4 +145,10 @@ export function removeImages(lab, prefix) {
 export function containersNamed(lab, prefix) {
   const out = docker(lab, ['ps', '-a', '--format', '{{.Names}}'], { allowFail: true }) || '';
   return out.split('\n').filter((n) => n && n.startsWith(prefix));
+}
+
+/** The same lab with every docker call on its second engine (host2). */
+export function host2(lab) {
+  if (!lab.dockerHost2) throw new Error(`no LAB_DOCKER_HOST2 in ${lab.dir}/env: run scripts/lab up`);
+  return { ...lab, dockerHost: lab.dockerHost2 };
 }
