@@ -142,32 +142,12 @@ async fn one_image_on_two_engines_is_one_group_checked_once() {
     // `shipshape check` sees the fleet the same way, with one request too.
     proxy.reset_counts();
     let hosts_list = format!("one={},two={}", lab.docker_host, lab2.docker_host);
-    let checked = shipshape_check(&lab, &[("SHIPSHAPE_DOCKER_HOSTS", &hosts_list)]);
+    let checked = common::check_json(&lab, &[("SHIPSHAPE_DOCKER_HOSTS", &hosts_list)]);
     let g = group(&checked, &image);
     let engines: Vec<&str> =
         g["containers"].as_array().expect("containers").iter().filter_map(|c| c["host"].as_str()).collect();
     assert_eq!((engines, g["status"].as_str()), (vec!["one", "two"], Some("uptodate")), "{g:#}");
     assert_eq!(proxy.requests_matching(&format!("/v2/{repo}/manifests/*")), 1, "{:?}", proxy.path_counts());
-}
-
-/// `shipshape check --json`, as the service is started.
-fn shipshape_check(lab: &Lab, env: &[(&str, &str)]) -> Vec<Value> {
-    let home = tempfile::tempdir().expect("tempdir");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shipshape"));
-    cmd.args(["check", "--json"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home.path())
-        .env("DOCKER_HOST", &lab.docker_host)
-        .env("DOCKER_CONFIG", &lab.docker_config)
-        .env("SHIPSHAPE_DATA_DIR", home.path())
-        .env("SHIPSHAPE_IGNORE_REGISTRIES", "docker.io");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("shipshape check runs");
-    assert!(out.status.success(), "check failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("check --json prints JSON")
 }
 
 #[tokio::test]

@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::engine_proxy::EngineProxy;
 use common::jobs::{
     encode_image, history, lab_image, only_one_running, post_group_update, wait_history, Cleanup, JOB_PATIENCE,
 };
@@ -133,36 +131,16 @@ async fn labels_exclude_and_scopes_keep_instances_apart() {
     assert_eq!(settings["scope"], Value::Null);
 
     // `shipshape check` obeys the same filter.
-    let check = shipshape_check(&lab, &[("SHIPSHAPE_SCOPE", &blue)]);
+    let check = common::check_json(&lab, &[("SHIPSHAPE_SCOPE", &blue)]);
     let names: Vec<String> = check
         .iter()
         .flat_map(|g| g["containers"].as_array().cloned().unwrap_or_default())
         .filter_map(|c| c["container_name"].as_str().map(String::from))
         .collect();
     assert_eq!(names, std::slice::from_ref(&in_blue), "check in scope {blue}");
-    let check = shipshape_check(&lab, &[]);
+    let check = common::check_json(&lab, &[]);
     assert!(find_container(&check, &plain).is_some() && find_container(&check, &in_red).is_some());
     assert!(find_container(&check, &excluded).is_none() && find_container(&check, &wt_excluded).is_none());
-}
-
-/// `shipshape check --json` against the lab's engine.
-fn shipshape_check(lab: &Lab, env: &[(&str, &str)]) -> Vec<Value> {
-    let home = tempfile::tempdir().expect("tempdir");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shipshape"));
-    cmd.args(["check", "--json"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home.path())
-        .env("DOCKER_HOST", &lab.docker_host)
-        .env("DOCKER_CONFIG", &lab.docker_config)
-        .env("SHIPSHAPE_DATA_DIR", home.path())
-        .env("SHIPSHAPE_IGNORE_REGISTRIES", "docker.io");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("shipshape check runs");
-    assert!(out.status.success(), "check failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("check --json prints JSON")
 }
 
 #[tokio::test]
@@ -350,52 +328,6 @@ async fn the_auto_update_label_sets_the_default_and_the_toggle_wins() {
 
 // ------------------------------------------------------------------ engine state
 
-/// A unix-socket proxy in front of the lab's engine that can be taken away
-/// (every connection cut, the socket gone) and put back.
-struct EngineProxy {
-    path: PathBuf,
-    upstream: PathBuf,
-    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-}
-
-impl EngineProxy {
-    fn new(dir: &Path, lab: &Lab) -> Self {
-        let upstream = PathBuf::from(lab.docker_host.strip_prefix("unix://").unwrap_or(&lab.docker_host));
-        Self { path: dir.join("engine.sock"), upstream, tasks: Arc::default() }
-    }
-
-    fn start(&self) {
-        let _ = std::fs::remove_file(&self.path);
-        let listener = tokio::net::UnixListener::bind(&self.path).expect("bind the proxy socket");
-        let (upstream, tasks) = (self.upstream.clone(), Arc::clone(&self.tasks));
-        let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let upstream = upstream.clone();
-                let conn = tokio::spawn(async move {
-                    if let Ok(mut engine) = tokio::net::UnixStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
-                    }
-                });
-                if let Ok(mut t) = tasks.lock() {
-                    t.push(conn);
-                }
-            }
-        });
-        if let Ok(mut t) = self.tasks.lock() {
-            t.push(accept);
-        }
-    }
-
-    fn stop(&self) {
-        if let Ok(mut t) = self.tasks.lock() {
-            for task in t.drain(..) {
-                task.abort();
-            }
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
 async fn engine_state(app: &TestApp) -> Value {
     let (status, body) = get(app, "/api/engine").await;
     assert_eq!(status, 200, "{body}");
@@ -434,9 +366,9 @@ async fn next_engine_message(ws: &mut Ws) -> Value {
 async fn the_engine_state_follows_the_engine() {
     let lab = lab();
     let dir = tempfile::tempdir().expect("tempdir");
-    let proxy = EngineProxy::new(dir.path(), &lab);
+    let proxy = EngineProxy::new(dir.path(), "engine", &lab.docker_host);
     proxy.start();
-    let host = format!("unix://{}", proxy.path.display());
+    let host = proxy.url();
     let app = spawn_app_with(&lab, &[("DOCKER_HOST", &host)]);
     let up = wait_engine(&app, true).await;
     assert!(up["error"].is_null() && up["version"].is_string() && up["api_version"].is_string(), "{up}");

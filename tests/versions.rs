@@ -71,24 +71,6 @@ fn scoped() -> (String, String) {
     (scope, label)
 }
 
-fn shipshape_check(lab: &Lab, args: &[&str], data_dir: &str, scope: &str) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shipshape"))
-        .arg("check")
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", data_dir)
-        .env("DOCKER_HOST", &lab.docker_host)
-        .env("DOCKER_CONFIG", &lab.docker_config)
-        .env("SHIPSHAPE_DATA_DIR", data_dir)
-        .env("SHIPSHAPE_IGNORE_REGISTRIES", "docker.io")
-        .env("SHIPSHAPE_SCOPE", scope)
-        .output()
-        .expect("shipshape check runs");
-    assert!(out.status.success(), "check failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[tokio::test]
 async fn versions_are_offered_and_a_chosen_tag_is_updated_to() {
     let lab = lab();
@@ -164,15 +146,20 @@ async fn versions_are_offered_and_a_chosen_tag_is_updated_to() {
 
     // `shipshape check` uses the service's listings (read only), lists with --tags.
     let data_dir = app.data_dir.to_string_lossy().to_string();
-    let json = shipshape_check(&lab, &["--json"], &data_dir, &scope);
+    let json =
+        common::check_command(&lab, &["--json"], &[("SHIPSHAPE_DATA_DIR", &data_dir), ("SHIPSHAPE_SCOPE", &scope)]);
     let checked: Vec<Value> = serde_json::from_str(&json).expect("check --json prints JSON");
     assert_eq!(group(&checked, &format!("{repo}:1.0.0"))["newer"]["major"], "2.0.0");
     assert_eq!(group(&checked, &format!("{repo}:latest"))["version"], "1.1.0");
     assert_eq!(listed(), 2, "check used the service's listing");
-    let table = shipshape_check(&lab, &[], &data_dir, &scope);
+    let table = common::check_command(&lab, &[], &[("SHIPSHAPE_DATA_DIR", &data_dir), ("SHIPSHAPE_SCOPE", &scope)]);
     let row = table.lines().find(|l| l.contains(&on_100)).unwrap_or_default();
     assert!(row.contains("1.0.0 → 2.0.0") && row.trim_end().ends_with("major"), "{table}");
-    shipshape_check(&lab, &["--json", "--tags"], &data_dir, &scope);
+    common::check_command(
+        &lab,
+        &["--json", "--tags"],
+        &[("SHIPSHAPE_DATA_DIR", &data_dir), ("SHIPSHAPE_SCOPE", &scope)],
+    );
     assert_eq!(listed(), 3, "--tags lists again");
 
     // A tag not offered: 400 with the reason; nothing starts.

@@ -441,6 +441,33 @@ pub fn run_shipshape(lab: &Lab, env: &[(&str, &str)]) -> Output {
     cmd.stdin(Stdio::null()).output().expect("shipshape runs")
 }
 
+/// `shipshape check <args>` against the lab's engine, with a data dir of its
+/// own unless `env` names one; must succeed. Its stdout.
+pub fn check_command(lab: &Lab, args: &[&str], env: &[(&str, &str)]) -> String {
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shipshape"));
+    cmd.arg("check")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("DOCKER_HOST", &lab.docker_host)
+        .env("DOCKER_CONFIG", &lab.docker_config)
+        .env("SHIPSHAPE_DATA_DIR", home.path())
+        .env("SHIPSHAPE_IGNORE_REGISTRIES", "docker.io");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("shipshape check runs");
+    assert!(out.status.success(), "check failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `shipshape check --json`, parsed.
+pub fn check_json(lab: &Lab, env: &[(&str, &str)]) -> Vec<Value> {
+    serde_json::from_str(&check_command(lab, &["--json"], env)).expect("check --json prints JSON")
+}
+
 /// Logs in as `admin` with `pass`, which must succeed; the answer, for its cookie.
 pub async fn login_ok(app: &TestApp, pass: &str) -> reqwest::Response {
     let resp = http_client()
