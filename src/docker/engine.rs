@@ -302,21 +302,7 @@ pub fn pull(
         return stream::once(futures::future::ready(Err(DockerError::BadName(reference.to_string())))).boxed();
     };
     let secrets: Vec<String> = auth.map(secrets_of).unwrap_or_default();
-    let client = match auth {
-        // bollard encodes this header with the standard base64 alphabet, but
-        // the engine decodes the URL-safe one and silently pulls without
-        // credentials when that fails: set it ourselves.
-        Some(auth) => {
-            let header = registry_auth_header(auth);
-            docker.clone().with_request_modifier(move |mut request| {
-                if let Ok(value) = header.parse() {
-                    request.headers_mut().insert("x-registry-auth", value);
-                }
-                request
-            })
-        }
-        None => docker.clone(),
-    };
+    let client = with_registry_auth(docker, auth);
     let options = CreateImageOptions { from_image: Some(from_image), tag: Some(tag), ..Default::default() };
     pull_events(client.create_image(Some(options), None, None), secrets).boxed()
 }
@@ -380,9 +366,24 @@ fn split_reference(reference: &str) -> Option<(String, String)> {
     Some((repository.to_string(), tag.to_string()))
 }
 
+/// A client that sends `auth` as `X-Registry-Auth` on every request (pulls,
+/// service updates). bollard encodes this header with the standard base64
+/// alphabet, but the engine decodes the URL-safe one and silently goes on
+/// without credentials when that fails: set it ourselves.
+pub(super) fn with_registry_auth(docker: &Docker, auth: Option<&PullAuth>) -> Docker {
+    let Some(auth) = auth else { return docker.clone() };
+    let header = registry_auth_header(auth);
+    docker.clone().with_request_modifier(move |mut request| {
+        if let Ok(value) = header.parse() {
+            request.headers_mut().insert("x-registry-auth", value);
+        }
+        request
+    })
+}
+
 /// The `X-Registry-Auth` value: the auth config as JSON, base64 with the
 /// URL-safe alphabet (the engine's `base64.URLEncoding`).
-pub(super) fn registry_auth_header(auth: &PullAuth) -> String {
+fn registry_auth_header(auth: &PullAuth) -> String {
     let mut config = serde_json::Map::new();
     let mut put = |key: &str, value: &Option<String>| {
         if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {

@@ -12,7 +12,7 @@ use bollard::models::{
 use bollard::query_parameters::{ListTasksOptions, UpdateServiceOptions};
 use serde::Serialize;
 
-use super::engine::{registry_auth_header, DockerError};
+use super::engine::{with_registry_auth, DockerError};
 use super::model::PullAuth;
 use crate::docker::engine::Docker;
 
@@ -119,20 +119,7 @@ pub async fn update_image(
         registry_auth_from: "spec".into(),
         ..Default::default()
     };
-    // As for pulls: bollard's own X-Registry-Auth uses the base64 alphabet
-    // the engine does not decode; set the header ourselves.
-    let client = match auth {
-        Some(auth) => {
-            let header = registry_auth_header(auth);
-            docker.clone().with_request_modifier(move |mut request| {
-                if let Ok(value) = header.parse() {
-                    request.headers_mut().insert("x-registry-auth", value);
-                }
-                request
-            })
-        }
-        None => docker.clone(),
-    };
+    let client = with_registry_auth(docker, auth);
     client.update_service(&checked(id)?, spec, options, None).await?;
     Ok(())
 }
