@@ -79,40 +79,13 @@ async fn versions_are_offered_and_a_chosen_tag_is_updated_to() {
     let (on_100, on_latest) = (unique("v100"), unique("vlatest"));
     cleanup.containers.extend([on_100.clone(), on_latest.clone()]);
     let (scope, scope_label) = scoped();
-    let id = lab.docker(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--stop-timeout",
-        "1",
-        "--name",
+    let guard_100 = lab.run(
         &on_100,
-        "-e",
-        "KEEP=me",
-        "--label",
-        "keep=label",
-        "--label",
-        &scope_label,
         &format!("{repo}:1.0.0"),
-        "sleep",
-        "100000",
-    ]);
-    lab.docker(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--stop-timeout",
-        "1",
-        "--name",
-        &on_latest,
-        "--label",
-        &scope_label,
-        &format!("{repo}:latest"),
-        "sleep",
-        "100000",
-    ]);
+        &["-e", "KEEP=me", "--label", "keep=label", "--label", &scope_label],
+    );
+    let id = guard_100.id.clone();
+    let _guard_latest = lab.run(&on_latest, &format!("{repo}:latest"), &["--label", &scope_label]);
     let log_start = registry_log_len(&lab);
     let app = spawn_app_with(&lab, &[("SHIPSHAPE_VERIFY_TIMEOUT", "2s"), ("SHIPSHAPE_SCOPE", &scope)]);
 
@@ -198,25 +171,9 @@ async fn auto_update_goes_as_far_as_the_policy_allows() {
     let name = unique("vpatch");
     cleanup.containers.push(name.clone());
     let (scope, scope_label) = scoped();
-    lab.docker(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--stop-timeout",
-        "1",
-        "--name",
-        &name,
-        "--label",
-        "shipshape.auto-update=true",
-        "--label",
-        "shipshape.update=patch",
-        "--label",
-        &scope_label,
-        &format!("{repo}:1.0.0"),
-        "sleep",
-        "100000",
-    ]);
+    let labels = ["shipshape.auto-update=true", "shipshape.update=patch", &scope_label];
+    let _guard =
+        lab.run(&name, &format!("{repo}:1.0.0"), &labels.iter().flat_map(|l| ["--label", l]).collect::<Vec<_>>());
     let app = spawn_app_with(&lab, &[("SHIPSHAPE_VERIFY_TIMEOUT", "2s"), ("SHIPSHAPE_SCOPE", &scope)]);
     let entries = wait_history(&app, &name, 1, JOB_PATIENCE).await;
     assert_eq!(entries[0]["result"], "updated", "{entries:#?}\n{}", app.log());

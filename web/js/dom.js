@@ -74,6 +74,40 @@ const ICONS = {
   server: 'M4 4h16v6H4zM4 14h16v6H4zM8 7h.01M8 17h.01',
 };
 
+/**
+ * One card per item inside `root`, in the items' order: the cards in `cards`
+ * (key → card with `.el`) are reused, missing ones made by `make(item)` (and
+ * marked `enter` when `animate`), unlisted ones removed. Only cards out of
+ * place are moved, so focus and scroll stay put. Returns the sum of what
+ * `update(card, item)` returns (the rows it shows).
+ */
+export function reconcile(root, cards, items, { key, make, update, animate }) {
+  const seen = new Set();
+  let shown = 0;
+  let previous = null;
+  for (const item of items) {
+    const k = key(item);
+    seen.add(k);
+    let card = cards.get(k);
+    if (!card) {
+      card = make(item);
+      cards.set(k, card);
+      if (animate) card.el.classList.add('enter');
+    }
+    shown += update(card, item);
+    const wanted = previous ? previous.nextSibling : root.firstChild;
+    if (wanted !== card.el) root.insertBefore(card.el, wanted);
+    previous = card.el;
+  }
+  for (const [k, card] of cards) {
+    if (!seen.has(k)) {
+      card.el.remove();
+      cards.delete(k);
+    }
+  }
+  return shown;
+}
+
 export function icon(name, cls = '') {
   const svg = document.createElementNS(SVG_NS, 'svg');
   svg.setAttribute('viewBox', '0 0 24 24');

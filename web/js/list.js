@@ -4,7 +4,7 @@
 // nothing jumps; 200 containers filter by toggling `hidden`. With several
 // engines each row names its engine.
 
-import { h, icon, setAttr, setText, shortDigest, ago, when, bytes } from './dom.js';
+import { h, icon, reconcile, setAttr, setText, shortDigest, ago, when, bytes } from './dom.js';
 import { Menu } from './dialogs.js';
 import { keyOf, overallPercent, phaseOf } from './jobs.js';
 
@@ -157,30 +157,12 @@ export class List {
     const active = document.activeElement;
     const hadFocus = !!active && active !== this.root && this.root.contains(active);
     const focusKeys = hadFocus ? keysAround(active) : [];
-    const seen = new Set();
-    let shown = 0;
-    let previous = null;
-    for (const group of groups) {
-      seen.add(group.image);
-      let card = this.cards.get(group.image);
-      if (!card) {
-        card = new Card(group.image, this.actions);
-        this.cards.set(group.image, card);
-        if (this.rendered) card.el.classList.add('enter');
-      }
-      const visible = card.update(group, jobs, filter, hosts);
-      shown += visible;
-      // Keep DOM order equal to the view's order, moving only what is out of place.
-      const wanted = previous ? previous.nextSibling : this.root.firstChild;
-      if (wanted !== card.el) this.root.insertBefore(card.el, wanted);
-      previous = card.el;
-    }
-    for (const [image, card] of this.cards) {
-      if (!seen.has(image)) {
-        card.el.remove();
-        this.cards.delete(image);
-      }
-    }
+    const shown = reconcile(this.root, this.cards, groups, {
+      key: (group) => group.image,
+      make: (group) => new Card(group.image, this.actions),
+      update: (card, group) => card.update(group, jobs, filter, hosts),
+      animate: this.rendered,
+    });
     this.rendered = true;
     if (hadFocus && !this.root.contains(document.activeElement)) this.refocus(focusKeys);
     return shown;

@@ -4,7 +4,7 @@
 // it from the websocket's `service_progress` (or over REST when that is
 // quiet), by service id.
 
-import { ago, h, icon, setAttr, setText, shortDigest, when } from './dom.js';
+import { ago, h, icon, reconcile, setAttr, setText, shortDigest, when } from './dom.js';
 import { arrow, badge, imageName, keepFocus, setBadge } from './list.js';
 
 /** How long a success stays on its card (as for containers). */
@@ -191,28 +191,12 @@ export class ServiceList {
 
   /** @returns {number} how many services are shown */
   render(services, jobs, filter) {
-    const seen = new Set();
-    let shown = 0;
-    let previous = null;
-    for (const service of services) {
-      seen.add(service.id);
-      let card = this.cards.get(service.id);
-      if (!card) {
-        card = new ServiceCard(service, this.actions);
-        this.cards.set(service.id, card);
-        if (this.rendered) card.el.classList.add('enter');
-      }
-      shown += card.update(service, jobs, filter);
-      const wanted = previous ? previous.nextSibling : this.root.firstChild;
-      if (wanted !== card.el) this.root.insertBefore(card.el, wanted);
-      previous = card.el;
-    }
-    for (const [id, card] of this.cards) {
-      if (!seen.has(id)) {
-        card.el.remove();
-        this.cards.delete(id);
-      }
-    }
+    const shown = reconcile(this.root, this.cards, services, {
+      key: (service) => service.id,
+      make: (service) => new ServiceCard(service, this.actions),
+      update: (card, service) => card.update(service, jobs, filter),
+      animate: this.rendered,
+    });
     this.rendered = true;
     return shown;
   }
