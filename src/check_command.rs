@@ -1,10 +1,11 @@
 //! `shipshape check`: one round of the same engine the service runs, printed
 //! for scripts and cron (a table, or the `GET /api/images` JSON).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
+use crate::check_cache::{self, CheckCache};
 use crate::config::CheckArgs;
 use crate::docker::engine::{self, Docker, DockerError};
 use crate::docker::hosts::{self, ConnectError, HostSpec, HostsError};
@@ -13,7 +14,7 @@ use crate::inventory::view::{build_fleet, references, without_excluded, Flags, I
 use futures::future::{join_all, try_join_all};
 use futures::StreamExt;
 
-use crate::registry::check::{check_each, merge, IgnoredRegistries};
+use crate::registry::check::{check_each, merge, CheckOutcome, IgnoredRegistries};
 use crate::registry::client::{ClientOptions, RegistryClient, RegistryError};
 use crate::registry::credentials::{self, CredentialsError};
 use crate::registry::insecure::{self, InsecureError, InsecureRegistries};
@@ -46,19 +47,50 @@ pub enum CheckError {
 /// Lists containers and images once each (on every engine), asks each
 /// registry once per distinct image, and returns the groups.
 ///
-/// The registry requests are most of the time, so they start as soon as the
-/// containers are known: the image list (only needed for the local digests)
-/// and, when it can matter, the engine's insecure-registry settings are
-/// fetched while the registries answer.
+/// The registry requests are most of the time, so they start before the
+/// containers are known: last run's references (see [`check_cache`]) are
+/// asked while the engines list the containers, and only references new
+/// since then wait for that list. The image list (only needed for the local
+/// digests) and, when it can matter, the engine's insecure-registry settings
+/// are fetched while the registries answer.
 pub async fn run(args: &CheckArgs) -> Result<Vec<ImageGroup>, CheckError> {
     let extra_insecure = &args.registry.insecure_registries;
     insecure::check_entries(extra_insecure)?;
+    let cache = check_cache::load(&args.data_dir);
+    let without_engine = InsecureRegistries::without_engine(extra_insecure);
+    let ignored = IgnoredRegistries::new(&args.registry.ignore_registries);
+    let early = cache.prefetch(&without_engine);
+    let early_set: HashSet<ImageRef> = early.iter().cloned().collect();
     // Building the HTTP client reads the system's CA certificates: do it on
-    // another thread while the engine answers.
-    let options = ClientOptions::from_args(&args.registry);
-    let client = tokio::task::spawn_blocking(move || -> Result<RegistryClient, CheckError> {
+    // another thread while the engine answers, then ask about last run's
+    // references at once.
+    let options = ClientOptions { insecure: without_engine.clone(), ..ClientOptions::from_args(&args.registry) };
+    let remembered = cache.registries;
+    let built = tokio::task::spawn_blocking(move || -> Result<RegistryClient, CheckError> {
         let docker_config = credentials::load(None)?;
-        Ok(RegistryClient::new(ClientOptions { docker_config, ..options })?)
+        let client = RegistryClient::new(ClientOptions { docker_config, ..options })?;
+        client.remember_protocols(remembered);
+        Ok(client)
+    });
+    let (client_tx, client_rx) = tokio::sync::oneshot::channel();
+    let prefetch = tokio::spawn({
+        let ignored = ignored.clone();
+        async move {
+            // A client that failed to build is the whole check's error.
+            let client = match built.await {
+                Ok(Ok(client)) => client,
+                Ok(Err(e)) => {
+                    let _ = client_tx.send(Err(e));
+                    return Vec::new();
+                }
+                Err(e) => {
+                    let _ = client_tx.send(Err(RegistryError::Client(e.to_string()).into()));
+                    return Vec::new();
+                }
+            };
+            let _ = client_tx.send(Ok(client.clone()));
+            check_each(client, early, ignored).collect::<Vec<_>>().await
+        }
     });
     // The database (flags, kept tag listings) is read meanwhile too, decoded
     // off the path of the registry answers.
@@ -82,20 +114,24 @@ pub async fn run(args: &CheckArgs) -> Result<Vec<ImageGroup>, CheckError> {
     let policy = args.selection.policy();
     let checks = async {
         let images = references(contacts.iter().flat_map(|(_, c)| c.values()), &policy);
-        let client = client.await.map_err(|e| RegistryError::Client(e.to_string()))??;
-        let without_engine = InsecureRegistries::without_engine(extra_insecure);
+        let client = client_rx.await.map_err(|e| RegistryError::Client(e.to_string()))??;
         let insecure = if without_engine.engine_may_add_to(&images) {
             // Without the engines' word: loopback and the configured extras only.
             let settings = join_all(contacts.iter().map(|(docker, _)| engine::registry_settings(docker))).await;
             let settings = RegistrySettings::merge(settings.into_iter().map(Result::unwrap_or_default));
             InsecureRegistries::from_engine(&settings, extra_insecure)
         } else {
-            without_engine
+            without_engine.clone()
         };
-        client.set_insecure(insecure);
-        let ignored = IgnoredRegistries::new(&args.registry.ignore_registries);
-        let outcomes = check_each(client.clone(), images.clone(), ignored).collect::<Vec<_>>().await;
+        client.set_insecure(insecure.clone());
+        let later: Vec<ImageRef> = images.iter().filter(|i| !early_set.contains(i)).cloned().collect();
+        let (early, later) =
+            futures::join!(prefetch, check_each(client.clone(), later, ignored.clone()).collect::<Vec<_>>());
+        let (mut outcomes, again) = keep_early(early.ok(), &early_set, &images, &without_engine, &insecure);
+        outcomes.extend(later);
+        outcomes.extend(check_each(client.clone(), again, ignored).collect::<Vec<_>>().await);
         let remote = merge(&RemoteStates::new(), outcomes, SystemTime::now());
+        check_cache::save(&args.data_dir, &CheckCache::new(&images, client.known_protocols(), SystemTime::now()));
         let (flags, kept) = kept.await.map_err(|e| RegistryError::Client(e.to_string()))?;
         let tags = match args.registry.tags_interval.0 {
             Some(interval) => versions(&client, kept, images, &remote, interval, args.tags).await,
@@ -117,6 +153,35 @@ pub async fn run(args: &CheckArgs) -> Result<Vec<ImageGroup>, CheckError> {
     let flags = Flags { stored: &stored, primary: &specs[0].name };
     let groups = build_fleet(&snapshots.iter().collect::<Vec<_>>(), &remote, &tags, flags, &policy);
     Ok(without_excluded(&groups))
+}
+
+/// Which answers asked for before the containers were known count: those
+/// for references a container runs, except failures at registries the
+/// engine's settings made insecure (asked over https only, too early) —
+/// those are returned to be asked again, as is everything asked early when
+/// the early task itself failed (`None`).
+fn keep_early(
+    early: Option<Vec<CheckOutcome>>,
+    early_set: &HashSet<ImageRef>,
+    images: &[ImageRef],
+    without_engine: &InsecureRegistries,
+    insecure: &InsecureRegistries,
+) -> (Vec<CheckOutcome>, Vec<ImageRef>) {
+    let running: HashSet<&ImageRef> = images.iter().collect();
+    let Some(early) = early else {
+        return (Vec::new(), images.iter().filter(|i| early_set.contains(i)).cloned().collect());
+    };
+    let mut kept = Vec::new();
+    let mut again = Vec::new();
+    for outcome in early.into_iter().filter(|o| running.contains(&o.image)) {
+        let registry = &outcome.image.registry;
+        if outcome.result.is_err() && insecure.is_insecure(registry) != without_engine.is_insecure(registry) {
+            again.push(outcome.image);
+        } else {
+            kept.push(outcome);
+        }
+    }
+    (kept, again)
 }
 
 /// The tag listings for `images`: the service's where fresh enough, listed

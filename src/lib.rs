@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod backup_command;
+pub mod check_cache;
 pub mod check_command;
 pub mod config;
 pub mod docker;

@@ -426,3 +426,68 @@ async fn a_token_server_that_goes_down_keeps_the_last_status_with_an_error() {
     assert!(error.contains(&registry.addr) && error.contains("unreachable"), "{g}");
     assert!(!app.log().contains(&password), "password in the log");
 }
+
+/// `shipshape check` keeps what it learned in the data directory
+/// (`check-cache.json`): last run's references are asked before the engine
+/// lists the containers, and the registry's protocol is not found out
+/// again. A hint only: answers are always this run's, containers gone since
+/// are not reported, new ones are checked, and a wrong hint is corrected.
+#[tokio::test]
+async fn check_command_head_start_never_changes_the_answer() {
+    let lab = lab();
+    let data = tempfile::tempdir().expect("tempdir");
+    let dir = data.path().to_str().expect("utf-8 path");
+    let cache_path = data.path().join("check-cache.json");
+    let read_cache =
+        || -> Value { serde_json::from_slice(&std::fs::read(&cache_path).expect("cache written")).expect("JSON") };
+    let image = |what: &str| format!("{}/head-start/{}:1", lab.registry, unique(what));
+    let (outdated, kept, removed, added) = (image("outdated"), image("kept"), image("removed"), image("added"));
+    let first = push_version(&lab, &outdated, "one", false);
+    push_version(&lab, &kept, "one", false);
+    push_version(&lab, &removed, "one", false);
+    let names = [unique("head-outdated"), unique("head-kept"), unique("head-removed"), unique("head-added")];
+    let _outdated = lab.run(&names[0], &outdated, &[]);
+    let _kept = lab.run(&names[1], &kept, &[]);
+    let removed_container = lab.run(&names[2], &removed, &[]);
+    let second = push_version(&lab, &outdated, "two", true);
+
+    // A wrong hint: the registry "spoke TLS", and a reference nothing runs.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let planted = serde_json::json!({
+        "format": 1,
+        "written_at": now,
+        "registries": { (lab.registry.clone()): { "scheme": "https", "h2": true } },
+        "images": [format!("{}/head-start/{}:1", lab.registry, unique("gone"))],
+    });
+    std::fs::write(&cache_path, planted.to_string()).expect("plant cache");
+    let images = common::check_json(&lab, &[("SHIPSHAPE_DATA_DIR", dir)]);
+    let status = |images: &[Value], name: &str| find_container(images, name).map(|(g, _)| g["status"].clone());
+    assert_eq!(status(&images, &names[0]), Some("outdated".into()));
+    assert_eq!(find_container(&images, &names[0]).expect("listed").0["remote_digest"], short(&second).as_str());
+    assert_eq!(status(&images, &names[1]), Some("uptodate".into()));
+    assert_eq!(status(&images, &names[2]), Some("uptodate".into()));
+    assert!(!images.iter().any(|g| g["image"].as_str().is_some_and(|i| i.contains("/gone-"))), "nothing runs it");
+    let cache = read_cache();
+    assert_eq!(cache["registries"][&lab.registry], serde_json::json!({ "scheme": "http", "h2": false }), "{cache}");
+    let cached: Vec<&str> = cache["images"].as_array().expect("images").iter().filter_map(Value::as_str).collect();
+    for reference in [&outdated, &kept, &removed] {
+        assert!(cached.contains(&reference.as_str()), "{reference} in {cached:?}");
+    }
+    assert!(!cached.iter().any(|i| i.contains("/gone-")), "{cached:?}");
+
+    // Between runs: one container goes, another comes, a tag moves again.
+    drop(removed_container);
+    push_version(&lab, &added, "one", false);
+    let _added = lab.run(&names[3], &added, &[]);
+    let third = push_version(&lab, &outdated, "three", true);
+    let images = common::check_json(&lab, &[("SHIPSHAPE_DATA_DIR", dir)]);
+    let (g, item) = find_container(&images, &names[0]).expect("listed");
+    assert_eq!((g["status"].as_str(), g["remote_digest"].as_str()), (Some("outdated"), Some(short(&third).as_str())));
+    assert_eq!(item["local_digest"], short(&first).as_str());
+    assert_eq!(status(&images, &names[1]), Some("uptodate".into()));
+    assert_eq!(status(&images, &names[2]), None, "removed since");
+    assert_eq!(status(&images, &names[3]), Some("uptodate".into()));
+    let cached = read_cache();
+    let cached: Vec<&str> = cached["images"].as_array().expect("images").iter().filter_map(Value::as_str).collect();
+    assert!(cached.contains(&added.as_str()) && !cached.contains(&removed.as_str()), "{cached:?}");
+}

@@ -20,7 +20,9 @@ use common::flaky_proxy::{FlakyProxy, Mode, Script};
 use common::registry::TestRegistry;
 use common::token_server::{TokenServer, TokenServerOptions};
 use common::Lab;
-use shipshape::registry::client::{ClientOptions, RegistryClient, RegistryError, Scheme, MANIFEST_ACCEPT};
+use shipshape::registry::client::{
+    ClientOptions, KnownProtocol, RegistryClient, RegistryError, Scheme, MANIFEST_ACCEPT,
+};
 use shipshape::registry::credentials::{self, DockerConfig};
 use shipshape::registry::insecure::InsecureRegistries;
 use shipshape::registry::reference::{self, ImageRef};
@@ -595,6 +597,68 @@ async fn a_stalled_registry_times_out() {
     assert_eq!(err.to_string(), format!("registry {}: timed out", proxy.addr));
     assert!(err.keeps_last_status());
     flaky.set_mode(Mode::Forward);
+}
+
+/// Eight checks at once of a registry 200 ms away; the most in flight at once.
+async fn eight_at_once(client: &RegistryClient, img: &ImageRef, want: &str) {
+    let checks = (0..8).map(|_| {
+        let client = client.clone();
+        let img = img.clone();
+        tokio::spawn(async move { client.remote_digest(&img).await })
+    });
+    for check in futures::future::join_all(checks).await {
+        assert_eq!(check.expect("task").expect("digest"), want);
+    }
+}
+
+#[tokio::test]
+async fn a_remembered_protocol_sends_everything_at_once_and_a_wrong_one_is_found_out_again() {
+    let lab = common::lab();
+    let want = direct_digest(&lab.registry, BASE_REPO, "latest", None).await;
+    let plain_http = KnownProtocol { scheme: Scheme::Http, h2: false };
+
+    // Nothing remembered: one request alone learns the scheme (trying https
+    // too), then the other seven go together.
+    let proxy = PlainProxy::start_with(&lab.registry, false, Duration::from_millis(200));
+    let img = image(&format!("{}/{BASE_REPO}:latest", proxy.addr));
+    let fresh = client();
+    eight_at_once(&fresh, &img, &want).await;
+    assert_eq!((proxy.tls_attempts(), proxy.max_in_flight()), (1, 7));
+    assert_eq!(fresh.known_protocols(), vec![(proxy.addr.clone(), plain_http)]);
+
+    // What that run learned, remembered: all eight at once, no https attempt.
+    let proxy = PlainProxy::start_with(&lab.registry, false, Duration::from_millis(200));
+    let img = image(&format!("{}/{BASE_REPO}:latest", proxy.addr));
+    let warm = client();
+    warm.remember_protocols([(proxy.addr.clone(), plain_http)]);
+    eight_at_once(&warm, &img, &want).await;
+    assert_eq!((proxy.tls_attempts(), proxy.max_in_flight()), (0, 8));
+
+    // Remembered wrong (the registry was on TLS): found out again, and the
+    // answers are right.
+    let proxy = PlainProxy::start(&lab.registry);
+    let img = image(&format!("{}/{BASE_REPO}:latest", proxy.addr));
+    let wrong = client();
+    wrong.remember_protocols([(proxy.addr.clone(), KnownProtocol { scheme: Scheme::Https, h2: true })]);
+    eight_at_once(&wrong, &img, &want).await;
+    assert_eq!(wrong.known_scheme(&proxy.addr), Some(Scheme::Http));
+    assert_eq!(wrong.known_protocols(), vec![(proxy.addr.clone(), plain_http)]);
+
+    // Plain http stays for insecure registries only, whatever was remembered.
+    let strict = client_with(ClientOptions {
+        insecure: InsecureRegistries::from_engine(
+            &shipshape::docker::model::RegistrySettings {
+                insecure_cidrs: Some(vec!["198.18.0.0/15".into()]),
+                ..Default::default()
+            },
+            &[],
+        ),
+        ..ClientOptions::default()
+    });
+    strict.remember_protocols([(proxy.addr.clone(), plain_http)]);
+    let requests = proxy.manifest_requests();
+    strict.remote_digest(&img).await.expect_err("https only");
+    assert_eq!(proxy.manifest_requests(), requests, "nothing went over plain http");
 }
 
 #[tokio::test]

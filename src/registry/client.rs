@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine as _;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 use tokio::sync::OnceCell;
@@ -232,6 +232,9 @@ struct Inner {
     /// `SHIPSHAPE_REGISTRY_CA`, for the clients of registries with a certs.d folder.
     extra_roots: Vec<reqwest::Certificate>,
     registries: Mutex<HashMap<String, Arc<RegistryState>>>,
+    /// What earlier runs learned about registries not asked yet in this one
+    /// (see [`RegistryClient::remember_protocols`]).
+    remembered: Mutex<HashMap<String, KnownProtocol>>,
     observer: Option<SharedObserver>,
 }
 
@@ -245,7 +248,8 @@ impl fmt::Debug for RegistryClient {
 }
 
 /// `http` or `https`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Scheme {
     Https,
     Http,
@@ -258,6 +262,16 @@ impl Scheme {
             Scheme::Http => "http",
         }
     }
+}
+
+/// How a registry answered: kept by `shipshape check` between runs, so that
+/// its next run sends every request at once instead of first finding out
+/// again with a lone request (two round trips at a registry's distance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownProtocol {
+    pub scheme: Scheme,
+    /// One connection carries every request (h2), or each needs its own.
+    pub h2: bool,
 }
 
 /// What a registry's last challenge asked for.
@@ -318,6 +332,11 @@ impl Block {
 #[derive(Default)]
 struct Memo {
     scheme: Option<Scheme>,
+    /// Whether its answers came over h2.
+    h2: Option<bool>,
+    /// `scheme` and `h2` come from an earlier run and no answer confirmed
+    /// them yet: if they fail, they are forgotten and found out again.
+    remembered: bool,
     auth: AuthHint,
     /// Bearer tokens by scope.
     tokens: HashMap<String, CachedToken>,
@@ -429,8 +448,36 @@ impl RegistryState {
     }
 
     /// Whether the next request should go alone (see `RegistryClient::send`).
+    /// Not to an http/1.1 registry whose scheme is known: every request in
+    /// flight needs a connection of its own there, so a lone one first would
+    /// only cost its round trips.
     fn needs_probe(&self) -> bool {
-        self.memo().last_contact.is_none_or(|t| t.elapsed() > REPROBE_AFTER)
+        let memo = self.memo();
+        if memo.scheme.is_some() && memo.h2 == Some(false) {
+            return false;
+        }
+        memo.last_contact.is_none_or(|t| t.elapsed() > REPROBE_AFTER)
+    }
+
+    /// An answer over `version` came back on the scheme in use.
+    fn answered_over(&self, scheme: Scheme, version: reqwest::Version) {
+        let mut memo = self.memo();
+        memo.scheme = Some(scheme);
+        memo.h2 = Some(version == reqwest::Version::HTTP_2);
+    }
+
+    /// Drops what an earlier run said about the registry, if nothing
+    /// confirmed it since; returns whether it did.
+    fn forget_remembered(&self) -> bool {
+        let mut memo = self.memo();
+        if !memo.remembered {
+            return false;
+        }
+        memo.scheme = None;
+        memo.h2 = None;
+        memo.remembered = false;
+        memo.last_contact = None;
+        true
     }
 
     fn contacted(&self) {
@@ -442,6 +489,7 @@ impl RegistryState {
     fn speaks_h2(&self) {
         let mut memo = self.memo();
         memo.scheme = Some(Scheme::Https);
+        memo.h2 = Some(true);
         memo.last_contact = Some(Instant::now());
         drop(memo);
         tracing::debug!(registry = %self.name, "registry connection speaks h2; the other requests go now");
@@ -506,6 +554,7 @@ impl RegistryClient {
                 certs_d: options.certs_d,
                 extra_roots,
                 registries: Mutex::new(HashMap::new()),
+                remembered: Mutex::new(HashMap::new()),
                 observer: options.observer,
             }),
         })
@@ -564,6 +613,30 @@ impl RegistryClient {
         self.inner.registries.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
+    /// What an earlier run learned about registries (see [`KnownProtocol`]),
+    /// used for those not asked yet. Only the scheme's order changes: plain
+    /// http still goes only to insecure registries.
+    pub fn remember_protocols(&self, known: impl IntoIterator<Item = (String, KnownProtocol)>) {
+        lock(&self.inner.remembered).extend(known);
+    }
+
+    /// The protocols of registries that answered anonymously (for one that
+    /// wants credentials, a lone first request learns the challenge: that
+    /// is not skipped), and the remembered ones not asked this time.
+    pub fn known_protocols(&self) -> Vec<(String, KnownProtocol)> {
+        let mut known: HashMap<String, KnownProtocol> = lock(&self.inner.remembered).clone();
+        for (name, reg) in lock(&self.inner.registries).iter() {
+            let memo = reg.memo();
+            known.remove(name);
+            if let (Some(scheme), Some(h2), AuthHint::Unknown) = (memo.scheme, memo.h2, &memo.auth) {
+                known.insert(name.clone(), KnownProtocol { scheme, h2 });
+            }
+        }
+        let mut known: Vec<_> = known.into_iter().collect();
+        known.sort_by(|a, b| a.0.cmp(&b.0));
+        known
+    }
+
     /// The scheme that last worked for `registry`, if any did yet.
     pub fn known_scheme(&self, registry: &str) -> Option<Scheme> {
         let state = lock(&self.inner.registries).get(registry).cloned();
@@ -580,9 +653,16 @@ impl RegistryClient {
         }
         // Read outside the lock: it touches the file system.
         let http = self.registry_http(&image.registry);
+        let remembered = lock(&self.inner.remembered).remove(&image.registry);
         let mut map = lock(&self.inner.registries);
         map.entry(image.registry.clone())
             .or_insert_with(|| {
+                let memo = Memo {
+                    scheme: remembered.map(|k| k.scheme),
+                    h2: remembered.map(|k| k.h2),
+                    remembered: remembered.is_some(),
+                    ..Memo::default()
+                };
                 Arc::new(RegistryState {
                     name: image.registry.clone(),
                     endpoint: image.registry_endpoint().to_string(),
@@ -590,7 +670,7 @@ impl RegistryClient {
                     limiter: Limiter::new(self.inner.per_registry_concurrency),
                     http,
                     credential: OnceCell::new(),
-                    memo: Mutex::new(Memo::default()),
+                    memo: Mutex::new(memo),
                     probe: tokio::sync::Mutex::new(()),
                 })
             })
@@ -851,9 +931,41 @@ impl RegistryClient {
         Ok((token, usable_for))
     }
 
+    /// Sends one request (see [`Self::send_once`]). A protocol remembered
+    /// from an earlier run that no longer works — the registry is not
+    /// reachable that way, or a TLS server answers plain http with 400 — is
+    /// forgotten, and the request sent again the way a new registry's is.
+    async fn send(
+        &self,
+        reg: &RegistryState,
+        permit: &Permit<'_>,
+        method: Method,
+        path: &str,
+        auth: Option<&HeaderValue>,
+    ) -> Result<Response, RegistryError> {
+        if !reg.memo().remembered {
+            return self.send_once(reg, permit, method, path, auth).await;
+        }
+        let sent = self.send_once(reg, permit, method.clone(), path, auth).await;
+        let stale = match &sent {
+            Ok(resp) => resp.status() == StatusCode::BAD_REQUEST,
+            Err(e) => matches!(e, RegistryError::Unreachable { .. }),
+        };
+        if !stale {
+            if sent.is_ok() {
+                reg.memo().remembered = false;
+            }
+            return sent;
+        }
+        if reg.forget_remembered() {
+            tracing::debug!(registry = %reg.name, "the remembered protocol does not answer; finding out again");
+        }
+        self.send_once(reg, permit, method, path, auth).await
+    }
+
     /// Sends one request over the scheme that works for the registry: https,
     /// and http only for insecure registries whose https failed to connect.
-    async fn send(
+    async fn send_once(
         &self,
         reg: &RegistryState,
         permit: &Permit<'_>,
@@ -959,8 +1071,8 @@ impl RegistryClient {
                             version = ?resp.version(),
                             "registry answers"
                         );
-                        reg.memo().scheme = Some(scheme);
                     }
+                    reg.answered_over(scheme, resp.version());
                     return Ok(resp);
                 }
                 Err(e) => {
