@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
 
 use shipshape::config::{CheckArgs, Cli, Command, ServeArgs};
 use shipshape::startup::Application;
@@ -13,11 +14,17 @@ type AnyError = Box<dyn std::error::Error>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+    limit_malloc_arenas(matches!(cli.command, Some(Command::Check(_))));
+    // `Targets` reads RUST_LOG's `target=level` lists without compiling
+    // regexes at every start (EnvFilter's span and field filters are all it
+    // lacks): a one-shot `check` stays smaller and quicker.
+    let filter = std::env::var("RUST_LOG").ok().and_then(|v| v.parse::<Targets>().ok());
+    let logs = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter.unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))))
         .init();
     let result = match (&cli.command, cli.serve_args()) {
         (Some(Command::Check(args)), _) => check(args),
@@ -60,3 +67,21 @@ async fn serve(args: ServeArgs) -> Result<(), AnyError> {
     app.run().await?;
     Ok(())
 }
+
+/// glibc gives each thread that allocates its own arena (up to 8 per core),
+/// each holding freed memory of its own. shipshape's threads mostly wait on
+/// I/O, so they gain nothing from that and it costs resident memory: a
+/// `check` (one runtime thread, a helper thread or two) keeps one arena, the
+/// service two. Measured in scripts/bench-check and scripts/bench-hosts.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas(one_shot: bool) {
+    let arenas = if one_shot { 1 } else { 2 };
+    // SAFETY: mallopt only sets a tunable; it is called before any thread
+    // but this one exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas(_one_shot: bool) {}

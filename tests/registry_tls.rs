@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use common::flaky_proxy::{FlakyProxy, Mode, Script};
 use common::{find_container, group, lab, short, spawn_app_with, unique, Lab};
-use shipshape::registry::client::{ClientOptions, RegistryClient, RegistryError, Scheme, MANIFEST_ACCEPT};
+use shipshape::registry::client::{
+    ClientOptions, KnownProtocol, RegistryClient, RegistryError, Scheme, MANIFEST_ACCEPT,
+};
 use shipshape::registry::insecure::InsecureRegistries;
 use shipshape::registry::limit::START_LIMIT;
 use shipshape::registry::reference::{self, ImageRef};
@@ -195,6 +197,32 @@ async fn a_registry_with_its_own_ca_is_checked_through_certs_d() {
         ..ClientOptions::default()
     });
     assert_eq!(strict.remote_digest(&img).await.expect("digest over TLS"), want);
+}
+
+/// `shipshape check` remembered plain http/1.1 for a registry that has moved
+/// to TLS since: every request goes at once over http, the TLS server
+/// answers each with 400, and the client finds out again instead of taking
+/// those answers (some arriving after the right scheme was learnt) as the
+/// registry's word.
+#[tokio::test]
+async fn a_registry_remembered_as_plain_http_that_now_speaks_tls_is_found_out_again() {
+    let lab = lab();
+    let want = base_digest(&lab).await;
+    let img = image(&format!("{}/{BASE_REPO}:latest", lab.tls_registry));
+    let client = client_trusting(&lab.certs_d);
+    client.remember_protocols([(lab.tls_registry.clone(), KnownProtocol { scheme: Scheme::Http, h2: false })]);
+    let checks = (0..40).map(|_| {
+        let (client, img) = (client.clone(), img.clone());
+        tokio::spawn(async move { client.remote_digest(&img).await })
+    });
+    for check in futures::future::join_all(checks).await {
+        assert_eq!(check.expect("task").expect("digest over TLS"), want);
+    }
+    assert_eq!(
+        client.known_protocols(),
+        vec![(lab.tls_registry.clone(), KnownProtocol { scheme: Scheme::Https, h2: true })]
+    );
+    assert_eq!(client.remote_digest(&img).await.expect("digest over TLS"), want);
 }
 
 #[tokio::test]

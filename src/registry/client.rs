@@ -229,8 +229,9 @@ struct Inner {
     per_registry_concurrency: Option<usize>,
     timeout: Duration,
     certs_d: PathBuf,
-    /// `SHIPSHAPE_REGISTRY_CA`, for the clients of registries with a certs.d folder.
-    extra_roots: Vec<reqwest::Certificate>,
+    /// The system's CAs and `SHIPSHAPE_REGISTRY_CA` (read once), for the
+    /// clients of registries with a certs.d folder too.
+    roots: Vec<reqwest::Certificate>,
     registries: Mutex<HashMap<String, Arc<RegistryState>>>,
     /// What earlier runs learned about registries not asked yet in this one
     /// (see [`RegistryClient::remember_protocols`]).
@@ -466,11 +467,13 @@ impl RegistryState {
         memo.h2 = Some(version == reqwest::Version::HTTP_2);
     }
 
-    /// Drops what an earlier run said about the registry, if nothing
-    /// confirmed it since; returns whether it did.
-    fn forget_remembered(&self) -> bool {
+    /// Drops what an earlier run said about the registry — unless an answer
+    /// since taught another scheme than `failed`, the one that just failed
+    /// (a wrong scheme's answer may have been taken for the right one
+    /// meanwhile). Returns whether it did.
+    fn forget_remembered(&self, failed: Option<Scheme>) -> bool {
         let mut memo = self.memo();
-        if !memo.remembered {
+        if !memo.remembered && memo.scheme != failed {
             return false;
         }
         memo.scheme = None;
@@ -535,13 +538,15 @@ fn pool_size(ceiling: Option<usize>) -> usize {
 
 impl RegistryClient {
     pub fn new(options: ClientOptions) -> Result<Self, RegistryError> {
-        let extra_roots = match &options.ca_bundle {
-            Some(path) => tls::read_certificates(path)
-                .map_err(|e| RegistryError::Client(format!("SHIPSHAPE_REGISTRY_CA: {e}")))?,
-            None => Vec::new(),
-        };
+        let mut roots = tls::system_roots();
+        if let Some(path) = &options.ca_bundle {
+            roots.extend(
+                tls::read_certificates(path)
+                    .map_err(|e| RegistryError::Client(format!("SHIPSHAPE_REGISTRY_CA: {e}")))?,
+            );
+        }
         let pool = pool_size(options.per_registry_concurrency);
-        let http = http_client(options.timeout, pool, &extra_roots, None).map_err(RegistryError::Client)?;
+        let http = http_client(options.timeout, pool, &roots, None).map_err(RegistryError::Client)?;
         Ok(RegistryClient {
             inner: Arc::new(Inner {
                 http,
@@ -552,7 +557,7 @@ impl RegistryClient {
                 per_registry_concurrency: options.per_registry_concurrency,
                 timeout: options.timeout,
                 certs_d: options.certs_d,
-                extra_roots,
+                roots,
                 registries: Mutex::new(HashMap::new()),
                 remembered: Mutex::new(HashMap::new()),
                 observer: options.observer,
@@ -584,7 +589,7 @@ impl RegistryClient {
             return Ok(None);
         }
         tracing::debug!(registry = %name, files = ?host.files, "registry certificates from certs.d");
-        let mut roots = self.inner.extra_roots.clone();
+        let mut roots = self.inner.roots.clone();
         roots.extend(host.roots);
         let pool = pool_size(self.inner.per_registry_concurrency);
         http_client(self.inner.timeout, pool, &roots, host.identity).map(Some).map_err(|reason| TlsError::File {
@@ -946,6 +951,7 @@ impl RegistryClient {
         if !reg.memo().remembered {
             return self.send_once(reg, permit, method, path, auth).await;
         }
+        let tried = reg.memo().scheme;
         let sent = self.send_once(reg, permit, method.clone(), path, auth).await;
         let stale = match &sent {
             Ok(resp) => resp.status() == StatusCode::BAD_REQUEST,
@@ -957,7 +963,7 @@ impl RegistryClient {
             }
             return sent;
         }
-        if reg.forget_remembered() {
+        if reg.forget_remembered(tried) {
             tracing::debug!(registry = %reg.name, "the remembered protocol does not answer; finding out again");
         }
         self.send_once(reg, permit, method, path, auth).await

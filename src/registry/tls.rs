@@ -17,6 +17,20 @@ use thiserror::Error;
 pub const DEFAULT_CERTS_D: &str = "/etc/docker/certs.d";
 /// Certificate files are small; refuse anything that is clearly not one.
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// Where distributions keep their trusted CAs as one bundle: the list Go's
+/// crypto/x509 (and so Docker) reads, the first one found.
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Arch; distroless
+    "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL 6
+    "/etc/ssl/ca-bundle.pem",             // openSUSE
+    "/etc/pki/tls/cacert.pem",            // OpenELEC
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", // CentOS, RHEL 7
+    "/etc/ssl/cert.pem",                  // Alpine
+];
+/// Folders of single CA files, read only when no bundle was found.
+const SYSTEM_DIRS: &[&str] = &["/etc/ssl/certs", "/etc/pki/tls/certs"];
+/// A system bundle holds a few hundred certificates (about 200 KiB).
+const MAX_BUNDLE_BYTES: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum TlsError {
@@ -94,6 +108,44 @@ pub fn load_host(certs_d: &Path, registry: &str) -> Result<Option<HostTls>, TlsE
     Ok(Some(out))
 }
 
+/// The system's trusted CAs, read once: `SSL_CERT_FILE` or the first
+/// distribution bundle found, and `SSL_CERT_DIR` (or, without any bundle,
+/// the usual folders). Each CA is read once — the usual folders hold every
+/// bundle certificate again, twice (by name and by hash link), which a
+/// reader of both parses three times over.
+pub fn system_roots() -> Vec<Certificate> {
+    let env_file = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+    let env_dirs: Option<Vec<PathBuf>> = std::env::var_os("SSL_CERT_DIR").map(|v| std::env::split_paths(&v).collect());
+    let bundles: Vec<PathBuf> = match env_file {
+        Some(file) => vec![file],
+        None => SYSTEM_BUNDLES.iter().map(PathBuf::from).collect(),
+    };
+    let dirs: Vec<PathBuf> = env_dirs.unwrap_or_else(|| SYSTEM_DIRS.iter().map(PathBuf::from).collect());
+    roots_from(&bundles, &dirs, std::env::var_os("SSL_CERT_DIR").is_some())
+}
+
+/// The first of `bundles` that holds certificates, then the files of
+/// `dirs` — always when `dirs_always`, else only when no bundle did.
+fn roots_from(bundles: &[PathBuf], dirs: &[PathBuf], dirs_always: bool) -> Vec<Certificate> {
+    let read = |path: &Path| -> Vec<Certificate> {
+        let small = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() <= MAX_BUNDLE_BYTES);
+        let pem = if small { std::fs::read(path).unwrap_or_default() } else { Vec::new() };
+        Certificate::from_pem_bundle(&pem).unwrap_or_default()
+    };
+    let mut roots = bundles.iter().map(|b| read(b)).find(|certs| !certs.is_empty()).unwrap_or_default();
+    if dirs_always || roots.is_empty() {
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else { continue };
+            let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            files.sort();
+            for file in files {
+                roots.extend(read(&file));
+            }
+        }
+    }
+    roots
+}
+
 /// The certificates of a PEM file (`SHIPSHAPE_REGISTRY_CA`, a `ca.crt`).
 pub fn read_certificates(path: &Path) -> Result<Vec<Certificate>, TlsError> {
     let pem = read_small(path)?;
@@ -153,6 +205,30 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(is_certificate_problem(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn system_roots_come_from_one_bundle_or_else_the_folders() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A throwaway self-signed CA certificate (its key was never kept).
+        let ca = include_bytes!("../../tests/fixtures/test-ca.pem");
+        let path = |name: &str| dir.path().join(name);
+        std::fs::write(path("empty.pem"), "").expect("write");
+        std::fs::write(path("two.pem"), [ca.as_slice(), ca.as_slice()].concat()).expect("write");
+        std::fs::create_dir(path("certs")).expect("mkdir");
+        std::fs::write(path("certs/one.pem"), ca).expect("write");
+        std::fs::write(path("certs/junk.txt"), "not a certificate").expect("write");
+        let cases: [(&[&str], bool, usize); 5] = [
+            (&["missing.pem", "empty.pem", "two.pem"], false, 2), // first bundle with certificates
+            (&["two.pem"], true, 3),                              // SSL_CERT_DIR: folders too
+            (&["missing.pem", "empty.pem"], false, 1),            // no bundle: the folders
+            (&[], false, 1),
+            (&["certs"], false, 1), // a folder is no bundle
+        ];
+        for (bundles, dirs_always, want) in cases {
+            let bundles: Vec<PathBuf> = bundles.iter().map(|b| path(b)).collect();
+            assert_eq!(roots_from(&bundles, &[path("certs")], dirs_always).len(), want, "{bundles:?} {dirs_always}");
         }
     }
 
