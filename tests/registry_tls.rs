@@ -19,7 +19,7 @@ use shipshape::registry::client::{
     ClientOptions, KnownProtocol, RegistryClient, RegistryError, Scheme, MANIFEST_ACCEPT,
 };
 use shipshape::registry::insecure::InsecureRegistries;
-use shipshape::registry::limit::START_LIMIT;
+use shipshape::registry::limit::{MAX_LIMIT, START_LIMIT};
 use shipshape::registry::reference::{self, ImageRef};
 
 const BASE_REPO: &str = "shipshape/base";
@@ -309,6 +309,10 @@ async fn h2_carries_a_whole_round_over_one_connection() {
         insecure: nothing_insecure(),
         ..ClientOptions::default()
     });
+    // Streams on one connection cost the registry no connection each: after
+    // a single answer the limit is at its ceiling, not one above the start.
+    assert_eq!(client.remote_digest(&images[0]).await.expect("digest"), want);
+    assert_eq!(client.concurrency_limit(&proxy.addr), Some(MAX_LIMIT));
     let checks = images.iter().map(|img| {
         let (client, img) = (client.clone(), img.clone());
         tokio::spawn(async move { client.remote_digest(&img).await })

@@ -462,9 +462,21 @@ impl RegistryState {
 
     /// An answer over `version` came back on the scheme in use.
     fn answered_over(&self, scheme: Scheme, version: reqwest::Version) {
+        let h2 = version == reqwest::Version::HTTP_2;
         let mut memo = self.memo();
         memo.scheme = Some(scheme);
-        memo.h2 = Some(version == reqwest::Version::HTTP_2);
+        memo.h2 = Some(h2);
+        drop(memo);
+        if h2 {
+            self.multiplexed();
+        }
+    }
+
+    /// Requests share one connection: see [`super::limit::Aimd::multiplexed`].
+    fn multiplexed(&self) {
+        if let Some(limit) = self.limiter.multiplexed() {
+            tracing::debug!(registry = %self.name, limit, "registry multiplexes (h2): concurrency limit");
+        }
     }
 
     /// Drops what an earlier run said about the registry — unless an answer
@@ -495,6 +507,7 @@ impl RegistryState {
         memo.h2 = Some(true);
         memo.last_contact = Some(Instant::now());
         drop(memo);
+        self.multiplexed();
         tracing::debug!(registry = %self.name, "registry connection speaks h2; the other requests go now");
     }
 

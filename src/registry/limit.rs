@@ -66,6 +66,19 @@ impl Aimd {
         self.epoch
     }
 
+    /// The registry multiplexes requests over one connection (h2): more in
+    /// flight costs it no connection of its own, so a limit nothing has
+    /// troubled yet starts at the ceiling instead of doubling up to it one
+    /// round trip at a time (`curl --parallel` sends its 64 at once too).
+    /// Returns whether the limit changed.
+    pub fn multiplexed(&mut self) -> bool {
+        let before = self.limit;
+        if self.slow_start && self.epoch == 0 {
+            self.limit = self.limit.max(self.ceiling.min(MAX_LIMIT));
+        }
+        self.limit != before
+    }
+
     /// Takes the answer to a request sent in `sent_in` (an [`Aimd::epoch`]);
     /// returns whether the limit changed.
     pub fn observe(&mut self, sent_in: u64, signal: Signal) -> bool {
@@ -135,6 +148,18 @@ impl Limiter {
 
     pub fn limit(&self) -> usize {
         self.state().aimd.limit()
+    }
+
+    /// See [`Aimd::multiplexed`]; returns the new limit if it changed.
+    pub fn multiplexed(&self) -> Option<usize> {
+        let mut state = self.state();
+        let changed = state.aimd.multiplexed();
+        let limit = state.aimd.limit();
+        drop(state);
+        if changed {
+            self.freed.notify_waiters();
+        }
+        changed.then_some(limit)
     }
 
     pub async fn acquire(&self) -> Permit<'_> {
@@ -306,6 +331,30 @@ mod tests {
         run(Some(40), &(0..10).map(|i| (None, Answered(MS(1)), (33 + i).min(40))).collect::<Vec<_>>());
         run(Some(0), &[(None, Answered(MS(1)), 1)]);
         assert_eq!(Aimd::new(Some(500)).limit(), START_LIMIT);
+    }
+
+    #[test]
+    fn a_multiplexing_registry_starts_at_the_ceiling_unless_troubled() {
+        use Signal::*;
+        let multiplexed = |ceiling: Option<usize>, before: &[Signal]| {
+            let mut aimd = Aimd::new(ceiling);
+            for signal in before {
+                aimd.observe(aimd.epoch(), *signal);
+            }
+            aimd.multiplexed();
+            aimd.limit()
+        };
+        assert_eq!(multiplexed(None, &[]), MAX_LIMIT);
+        assert_eq!(multiplexed(Some(40), &[]), 40);
+        assert_eq!(multiplexed(Some(500), &[]), MAX_LIMIT, "a user's ceiling is a ceiling, not a start");
+        assert_eq!(multiplexed(Some(8), &[]), 8);
+        assert_eq!(multiplexed(None, &[Answered(MS(50))]), MAX_LIMIT);
+        assert_eq!(multiplexed(None, &[Overloaded]), START_LIMIT / 2, "trouble seen: AIMD as before");
+        assert_eq!(
+            multiplexed(None, &[Answered(MS(50)), Answered(MS(500))]),
+            START_LIMIT + 1,
+            "queueing seen: no jump"
+        );
     }
 
     #[tokio::test]
