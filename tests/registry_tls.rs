@@ -211,13 +211,7 @@ async fn a_registry_remembered_as_plain_http_that_now_speaks_tls_is_found_out_ag
     let img = image(&format!("{}/{BASE_REPO}:latest", lab.tls_registry));
     let client = client_trusting(&lab.certs_d);
     client.remember_protocols([(lab.tls_registry.clone(), KnownProtocol { scheme: Scheme::Http, h2: false })]);
-    let checks = (0..40).map(|_| {
-        let (client, img) = (client.clone(), img.clone());
-        tokio::spawn(async move { client.remote_digest(&img).await })
-    });
-    for check in futures::future::join_all(checks).await {
-        assert_eq!(check.expect("task").expect("digest over TLS"), want);
-    }
+    checks(&client, &img, 40, 40).await;
     assert_eq!(
         client.known_protocols(),
         vec![(lab.tls_registry.clone(), KnownProtocol { scheme: Scheme::Https, h2: true })]
