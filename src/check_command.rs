@@ -322,6 +322,41 @@ mod tests {
     use crate::inventory::view::{ContainerItem, Status};
 
     #[test]
+    fn early_answers_count_only_for_running_references_and_settled_schemes() {
+        let image = |s: &str| crate::registry::reference::parse(s).expect("valid reference");
+        let unreachable = |r: &str| Err(RegistryError::Unreachable { registry: r.into(), reason: "refused".into() });
+        let outcome = |s: &str, result| CheckOutcome { image: image(s), result };
+        let early = || {
+            vec![
+                outcome("127.0.0.1:5000/a", Ok("sha256:a".to_string())),
+                outcome("registry.lan:5000/b", unreachable("registry.lan:5000")),
+                outcome("ghcr.io/o/c", unreachable("ghcr.io")),
+                outcome("127.0.0.1:5000/gone", Ok("sha256:d".to_string())),
+            ]
+        };
+        let early_set: HashSet<ImageRef> = early().into_iter().map(|o| o.image).collect();
+        let running = ["127.0.0.1:5000/a", "registry.lan:5000/b", "ghcr.io/o/c", "127.0.0.1:5000/new"].map(image);
+        let without_engine = InsecureRegistries::without_engine(&[]);
+        // The engine says registry.lan:5000 may be plain http: asked too early.
+        let engine = InsecureRegistries::without_engine(&["registry.lan:5000".to_string()]);
+        let names = |images: Vec<ImageRef>| images.iter().map(ImageRef::display_name).collect::<Vec<_>>();
+
+        let (kept, again) = keep_early(Some(early()), &early_set, &running, &without_engine, &engine);
+        let kept: Vec<(String, bool)> = kept.into_iter().map(|o| (o.image.display_name(), o.result.is_ok())).collect();
+        assert_eq!(kept, [("127.0.0.1:5000/a:latest".to_string(), true), ("ghcr.io/o/c:latest".to_string(), false)]);
+        assert_eq!(names(again), ["registry.lan:5000/b:latest"]);
+
+        // Settings that change nothing: every early answer for a running reference stands.
+        let (kept, again) = keep_early(Some(early()), &early_set, &running, &without_engine, &without_engine);
+        assert_eq!((kept.len(), again.len()), (3, 0));
+
+        // The early task failed: whatever it was to ask, if still running, is asked again.
+        let (kept, again) = keep_early(None, &early_set, &running, &without_engine, &engine);
+        assert!(kept.is_empty());
+        assert_eq!(names(again), ["127.0.0.1:5000/a:latest", "registry.lan:5000/b:latest", "ghcr.io/o/c:latest"]);
+    }
+
+    #[test]
     fn table_lists_every_container_and_errors() {
         let groups = vec![ImageGroup {
             image: "nginx:latest".into(),
