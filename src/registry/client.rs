@@ -961,10 +961,13 @@ impl RegistryClient {
         path: &str,
         auth: Option<&HeaderValue>,
     ) -> Result<Response, RegistryError> {
-        if !reg.memo().remembered {
+        let (remembered, tried) = {
+            let memo = reg.memo();
+            (memo.remembered, memo.scheme)
+        };
+        if !remembered {
             return self.send_once(reg, permit, method, path, auth).await;
         }
-        let tried = reg.memo().scheme;
         let sent = self.send_once(reg, permit, method.clone(), path, auth).await;
         let stale = match &sent {
             Ok(resp) => resp.status() == StatusCode::BAD_REQUEST,

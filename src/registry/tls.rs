@@ -120,8 +120,9 @@ pub fn system_roots() -> Vec<Certificate> {
         Some(file) => vec![file],
         None => SYSTEM_BUNDLES.iter().map(PathBuf::from).collect(),
     };
+    let dirs_always = env_dirs.is_some();
     let dirs: Vec<PathBuf> = env_dirs.unwrap_or_else(|| SYSTEM_DIRS.iter().map(PathBuf::from).collect());
-    roots_from(&bundles, &dirs, std::env::var_os("SSL_CERT_DIR").is_some())
+    roots_from(&bundles, &dirs, dirs_always)
 }
 
 /// The first of `bundles` that holds certificates, then the files of
